@@ -1,0 +1,5 @@
+package agent
+
+// Process is a running exec. PLACEHOLDER: the agent implementation replaces
+// this file.
+type Process struct{}

@@ -1,0 +1,178 @@
+// Package store persists sbx's records: tenants, API keys, images,
+// sandboxes and their events.
+//
+// Store is an interface so that SQLite (embedded, the default) and later
+// PostgreSQL (several nodes sharing one database) can back it; both must
+// pass the conformance suite in storetest. Errors carry errdefs kinds:
+// a missing record is errdefs.ErrNotFound, a unique-key clash is
+// errdefs.ErrAlreadyExists.
+//
+// Every method is safe for concurrent use. Tenant scoping: methods that take
+// a tenant ID return ErrNotFound for a record of another tenant, exactly as
+// for a missing one, so callers cannot tell the two apart. The empty tenant
+// ID means "any tenant" and is used only by the daemon's own internals
+// (reconciler, admin).
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Tenant owns objects. The admin tenant is created on first start.
+type Tenant struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Admin     bool      `json:"admin"`
+	CreatedAt time.Time `json:"created_at"`
+	// Limits are the per-tenant maximums; zero fields mean the operator's defaults.
+	Limits Limits `json:"limits"`
+}
+
+// Limits caps what one tenant may ask for.
+type Limits struct {
+	MaxSandboxes int     `json:"max_sandboxes,omitempty"`
+	MaxCPU       float64 `json:"max_cpu,omitempty"`
+	MaxMemoryMB  int64   `json:"max_memory_mb,omitempty"`
+	MaxDiskMB    int64   `json:"max_disk_mb,omitempty"`
+	MaxPids      int64   `json:"max_pids,omitempty"`
+}
+
+// APIKey is stored by the SHA-256 of its secret, never the secret itself.
+type APIKey struct {
+	ID        string    `json:"id"`
+	TenantID  string    `json:"tenant_id"`
+	Name      string    `json:"name"`
+	Hash      string    `json:"-"` // hex SHA-256 of the full key
+	Prefix    string    `json:"prefix"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Image is a record of an image in the local content store, per tenant.
+// The blobs themselves are shared by content address across tenants.
+type Image struct {
+	TenantID  string    `json:"tenant_id"`
+	Ref       string    `json:"ref"`    // normalized reference, e.g. "docker.io/library/busybox:latest" or "sbx/default:latest"
+	Digest    string    `json:"digest"` // manifest digest "sha256:..."
+	Size      int64     `json:"size"`   // sum of compressed layer sizes
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// State is a sandbox's lifecycle state. The names are the seed's.
+type State string
+
+// Sandbox states. Build, archive and restore states arrive with later issues.
+const (
+	StateCreating   State = "creating"
+	StateStarting   State = "starting"
+	StateStarted    State = "started"
+	StateStopping   State = "stopping"
+	StateStopped    State = "stopped"
+	StateDestroying State = "destroying"
+	StateDestroyed  State = "destroyed"
+	StateError      State = "error"
+	StateUnknown    State = "unknown"
+)
+
+// Resources are a sandbox's limits.
+type Resources struct {
+	CPU      float64 `json:"cpu"`       // cores, fractional
+	MemoryMB int64   `json:"memory_mb"` // hard limit
+	DiskMB   int64   `json:"disk_mb"`   // writable layer size
+	Pids     int64   `json:"pids"`      // max tasks
+}
+
+// Sandbox is the persisted record of one sandbox.
+type Sandbox struct {
+	ID          string            `json:"id"`
+	TenantID    string            `json:"tenant_id"`
+	Name        string            `json:"name"`
+	Image       string            `json:"image"`        // the reference the user asked for
+	ImageDigest string            `json:"image_digest"` // manifest digest it resolved to
+	Runtime     string            `json:"runtime"`      // runtime class: crun, runc, gvisor
+	State       State             `json:"state"`
+	Desired     State             `json:"desired"` // what the user asked for last: started, stopped, destroyed
+	Env         map[string]string `json:"env,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Resources   Resources         `json:"resources"`
+	User        string            `json:"user,omitempty"`
+	Entrypoint  []string          `json:"entrypoint,omitempty"` // overrides the image's
+	Cmd         []string          `json:"cmd,omitempty"`        // overrides the image's
+	Workdir     string            `json:"workdir,omitempty"`
+	UIDSlot     int               `json:"uid_slot"` // index of the host uid range; -1 without a user namespace
+	ErrorReason string            `json:"error_reason,omitempty"`
+	ExitCode    *int              `json:"exit_code,omitempty"` // of the last run, when it ended on its own
+	OOMKills    int               `json:"oom_kills"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	StartedAt   *time.Time        `json:"started_at,omitempty"`
+}
+
+// Event records one transition or notable happening of a sandbox.
+type Event struct {
+	Seq       int64     `json:"seq"` // assigned by the store, increasing
+	SandboxID string    `json:"sandbox_id"`
+	TenantID  string    `json:"tenant_id"`
+	Type      string    `json:"type"` // "state", "oom", "resize", ...
+	From      State     `json:"from,omitempty"`
+	To        State     `json:"to,omitempty"`
+	Message   string    `json:"message,omitempty"`
+	Time      time.Time `json:"time"`
+}
+
+// SandboxFilter selects sandboxes for List.
+type SandboxFilter struct {
+	TenantID string            // "" = all tenants
+	Labels   map[string]string // every pair must match
+	States   []State           // any of; empty = all
+	Limit    int               // 0 = default 100, capped at 1000
+	Cursor   string            // opaque, from a previous page
+}
+
+// Store is the persistence interface.
+type Store interface {
+	CreateTenant(ctx context.Context, t Tenant) error
+	GetTenant(ctx context.Context, id string) (Tenant, error)
+	ListTenants(ctx context.Context) ([]Tenant, error)
+	UpdateTenant(ctx context.Context, t Tenant) error
+
+	CreateAPIKey(ctx context.Context, k APIKey) error
+	// APIKeyByHash finds a key by the hex SHA-256 of its secret.
+	APIKeyByHash(ctx context.Context, hash string) (APIKey, error)
+	ListAPIKeys(ctx context.Context, tenantID string) ([]APIKey, error)
+	DeleteAPIKey(ctx context.Context, tenantID, id string) error
+
+	// PutImage inserts or replaces the record for (TenantID, Ref).
+	PutImage(ctx context.Context, img Image) error
+	GetImage(ctx context.Context, tenantID, ref string) (Image, error)
+	ListImages(ctx context.Context, tenantID string) ([]Image, error)
+	DeleteImage(ctx context.Context, tenantID, ref string) error
+	// ImageDigestInUse reports whether a live (not destroyed) sandbox of
+	// the tenant ("" = of any tenant) uses the manifest digest.
+	ImageDigestInUse(ctx context.Context, tenantID, digest string) (bool, error)
+	// ImageDigestReferenced reports whether any tenant's image record
+	// points at the digest (used to garbage-collect blobs and layers).
+	ImageDigestReferenced(ctx context.Context, digest string) (bool, error)
+
+	// CreateSandbox inserts a new record; a live (not destroyed) sandbox of
+	// the same tenant with the same name gives ErrAlreadyExists, and so does
+	// a UIDSlot (>= 0) already held by a live sandbox.
+	CreateSandbox(ctx context.Context, s Sandbox) error
+	GetSandbox(ctx context.Context, tenantID, id string) (Sandbox, error)
+	GetSandboxByName(ctx context.Context, tenantID, name string) (Sandbox, error)
+	ListSandboxes(ctx context.Context, f SandboxFilter) (items []Sandbox, next string, err error)
+	// UpdateSandbox replaces the mutable fields of the record with s's and
+	// sets UpdatedAt. ErrNotFound if there is no such record.
+	UpdateSandbox(ctx context.Context, s Sandbox) error
+	// DeleteSandbox removes the record and its events.
+	DeleteSandbox(ctx context.Context, id string) error
+	// UsedUIDSlots lists the slots held by live sandboxes, ascending.
+	UsedUIDSlots(ctx context.Context) ([]int, error)
+
+	// AddEvent appends an event, assigning Seq.
+	AddEvent(ctx context.Context, e Event) (Event, error)
+	// ListEvents returns a sandbox's events with Seq > afterSeq, oldest first.
+	ListEvents(ctx context.Context, tenantID, sandboxID string, afterSeq int64, limit int) ([]Event, error)
+
+	Close() error
+}
