@@ -180,7 +180,14 @@ func defaultMounts(agentBinary string) []specs.Mount {
 }
 
 func resources(l Limits) *specs.LinuxResources {
-	r := &specs.LinuxResources{Devices: defaultDevices()}
+	r := LimitResources(l)
+	r.Devices = defaultDevices()
+	return r
+}
+
+// LimitResources renders limits as OCI resources, for a live update.
+func LimitResources(l Limits) *specs.LinuxResources {
+	r := &specs.LinuxResources{}
 	if l.MemoryBytes > 0 {
 		m := l.MemoryBytes
 		r.Memory = &specs.LinuxMemory{Limit: &m}

@@ -1,0 +1,135 @@
+// Package config is the daemon's configuration: one typed, versioned
+// struct, read from a TOML file (unknown keys are an error) and overridden
+// by flags. `sbx config default` prints Default() as TOML.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is the daemon's configuration, version 1.
+type Config struct {
+	Version  int    `toml:"version" comment:"configuration format version"`
+	Listen   string `toml:"listen" comment:"address of the HTTP API"`
+	StateDir string `toml:"state_dir" comment:"images, sandboxes and the database live here"`
+	// RunDir holds sockets and the runtimes' state; it must be short (unix
+	// socket paths are limited to 107 bytes) and is best on a tmpfs.
+	RunDir   string `toml:"run_dir" comment:"agent sockets and runtime state (keep the path short)"`
+	LogLevel string `toml:"log_level" comment:"debug, info, warn or error"`
+
+	DefaultImage   string `toml:"default_image" comment:"image of a sandbox created without one"`
+	DefaultRuntime string `toml:"default_runtime" comment:"runtime class of a sandbox created without one"`
+	// AllowVulnerableRuntime lets the daemon start with a runtime version
+	// that has known container escapes.
+	AllowVulnerableRuntime bool                     `toml:"allow_vulnerable_runtime"`
+	Runtimes               map[string]RuntimeConfig `toml:"runtimes" comment:"runtime classes a sandbox can choose"`
+
+	Defaults Resources `toml:"defaults" comment:"resources of a sandbox that asks for none"`
+	Maximums Resources `toml:"maximums" comment:"the most a sandbox may ask for (tenants' own limits may be lower)"`
+
+	StopGrace Duration `toml:"stop_grace" comment:"time between SIGTERM and SIGKILL on stop"`
+	// AgentPath uses this sbx-agent binary instead of the one embedded in sbx.
+	AgentPath string `toml:"agent_path,omitempty"`
+}
+
+// RuntimeConfig is one runtime class.
+type RuntimeConfig struct {
+	Path string `toml:"path" comment:"runtime binary (looked up in PATH)"`
+	// UserNS runs each sandbox in its own user namespace with a unique
+	// unprivileged id range.
+	UserNS bool     `toml:"userns"`
+	Flags  []string `toml:"flags,omitempty" comment:"global flags passed before every runtime command"`
+}
+
+// Resources are per-sandbox resources.
+type Resources struct {
+	CPU      float64 `toml:"cpu" comment:"cores"`
+	MemoryMB int64   `toml:"memory_mb"`
+	DiskMB   int64   `toml:"disk_mb"`
+	Pids     int64   `toml:"pids"`
+}
+
+// Duration is a time.Duration written as "10s" in TOML.
+type Duration struct{ time.Duration }
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// Default returns the default configuration.
+func Default() Config {
+	return Config{
+		Version:        1,
+		Listen:         "127.0.0.1:7070",
+		StateDir:       "/var/lib/sbx",
+		RunDir:         "/run/sbx",
+		LogLevel:       "info",
+		DefaultImage:   "sbx/default:latest",
+		DefaultRuntime: "crun",
+		Runtimes: map[string]RuntimeConfig{
+			"crun":   {Path: "crun", UserNS: true},
+			"runc":   {Path: "runc", UserNS: true},
+			"gvisor": {Path: "runsc", UserNS: false, Flags: []string{"--platform=systrap"}},
+		},
+		Defaults:  Resources{CPU: 1, MemoryMB: 1024, DiskMB: 10240, Pids: 1024},
+		Maximums:  Resources{CPU: 8, MemoryMB: 16384, DiskMB: 102400, Pids: 32768},
+		StopGrace: Duration{10 * time.Second},
+	}
+}
+
+// Load reads a TOML file over the defaults.
+func Load(path string) (Config, error) {
+	c := Default()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("reading config: %w", err)
+	}
+	dec := toml.NewDecoder(bytes.NewReader(b)).DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var sme *toml.StrictMissingError
+		if errors.As(err, &sme) {
+			return c, fmt.Errorf("config %s: %s", path, sme.String())
+		}
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the configuration for mistakes.
+func (c Config) Validate() error {
+	if c.Version != 1 {
+		return fmt.Errorf("config: unsupported version %d (want 1)", c.Version)
+	}
+	if _, ok := c.Runtimes[c.DefaultRuntime]; !ok {
+		return fmt.Errorf("config: default_runtime %q is not in [runtimes]", c.DefaultRuntime)
+	}
+	d, m := c.Defaults, c.Maximums
+	if d.CPU <= 0 || d.MemoryMB <= 0 || d.DiskMB <= 0 || d.Pids <= 0 {
+		return fmt.Errorf("config: every [defaults] resource must be positive")
+	}
+	if d.CPU > m.CPU || d.MemoryMB > m.MemoryMB || d.DiskMB > m.DiskMB || d.Pids > m.Pids {
+		return fmt.Errorf("config: [defaults] exceed [maximums]")
+	}
+	if len(c.RunDir) > 60 {
+		return fmt.Errorf("config: run_dir %q is too long for unix socket paths (max 60 bytes)", c.RunDir)
+	}
+	return nil
+}
+
+// Encode renders c as TOML.
+func (c Config) Encode() ([]byte, error) { return toml.Marshal(c) }

@@ -1,0 +1,90 @@
+package daemon
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sbx-sh/sbx/internal/config"
+)
+
+// Commands returns the daemon-side subcommands of sbx: `serve` and
+// `config default`.
+func Commands() []*cobra.Command {
+	var (
+		file     string
+		listen   string
+		stateDir string
+		runDir   string
+		level    string
+		runtime  string
+		allowVul bool
+	)
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the sbx daemon (HTTP API and sandbox engine); needs root",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := config.Default()
+			if file != "" {
+				var err error
+				if cfg, err = config.Load(file); err != nil {
+					return err
+				}
+			}
+			f := cmd.Flags()
+			if f.Changed("listen") {
+				cfg.Listen = listen
+			}
+			if f.Changed("state-dir") {
+				cfg.StateDir = stateDir
+			}
+			if f.Changed("run-dir") {
+				cfg.RunDir = runDir
+			}
+			if f.Changed("log-level") {
+				cfg.LogLevel = level
+			}
+			if f.Changed("default-runtime") {
+				cfg.DefaultRuntime = runtime
+			}
+			if f.Changed("allow-vulnerable-runtime") {
+				cfg.AllowVulnerableRuntime = allowVul
+			}
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+				return fmt.Errorf("log level: %w", err)
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			cmd.SilenceUsage = true
+			return Run(cfg, log, cmd.OutOrStdout())
+		},
+	}
+	def := config.Default()
+	f := serve.Flags()
+	f.StringVar(&file, "config", "", "TOML configuration file")
+	f.StringVar(&listen, "listen", def.Listen, "address of the HTTP API")
+	f.StringVar(&stateDir, "state-dir", def.StateDir, "state directory")
+	f.StringVar(&runDir, "run-dir", def.RunDir, "directory for sockets and runtime state")
+	f.StringVar(&level, "log-level", def.LogLevel, "debug, info, warn or error")
+	f.StringVar(&runtime, "default-runtime", def.DefaultRuntime, "default runtime class")
+	f.BoolVar(&allowVul, "allow-vulnerable-runtime", false, "start even with a runtime version that has known escapes")
+
+	cfgCmd := &cobra.Command{Use: "config", Short: "Daemon configuration"}
+	cfgCmd.AddCommand(&cobra.Command{
+		Use:   "default",
+		Short: "Print the default configuration as TOML",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := config.Default().Encode()
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	})
+	return []*cobra.Command{serve, cfgCmd}
+}

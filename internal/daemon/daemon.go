@@ -1,0 +1,285 @@
+// Package daemon assembles `sbx serve`: configuration, logger, store,
+// runtimes, image store, sandbox service and the HTTP transports, and runs
+// them until SIGTERM or SIGINT.
+//
+// Shutdown is graceful: the listener stops accepting, in-flight requests
+// finish (up to a deadline), state is persisted, and sandboxes keep running;
+// the next daemon re-adopts them.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sbx-sh/sbx/internal/agentbin"
+	"github.com/sbx-sh/sbx/internal/auth"
+	"github.com/sbx-sh/sbx/internal/cgroup"
+	"github.com/sbx-sh/sbx/internal/config"
+	"github.com/sbx-sh/sbx/internal/httpapi"
+	"github.com/sbx-sh/sbx/internal/idmap"
+	"github.com/sbx-sh/sbx/internal/image"
+	"github.com/sbx-sh/sbx/internal/runtime"
+	"github.com/sbx-sh/sbx/internal/sandbox"
+	"github.com/sbx-sh/sbx/internal/store"
+	"github.com/sbx-sh/sbx/internal/store/sqlite"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// Daemon is a running sbx daemon.
+type Daemon struct {
+	Config    config.Config
+	Log       *slog.Logger
+	Store     store.Store
+	Auth      *auth.Service
+	Images    *image.Store
+	Sandboxes *sandbox.Service
+	Handler   http.Handler
+
+	lock *os.File
+}
+
+// New opens everything the daemon needs. adminKeyOut receives the admin
+// key the first time the state directory is used.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut io.Writer) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("sbx serve must run as root (it creates namespaces, mounts and cgroups)")
+	}
+	d := &Daemon{Config: cfg, Log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			d.Close()
+		}
+	}()
+	for _, dir := range []string{cfg.StateDir, cfg.RunDir} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	lock, err := os.OpenFile(filepath.Join(cfg.StateDir, "sbx.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	d.lock = lock
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return nil, fmt.Errorf("another sbx daemon is using %s", cfg.StateDir)
+	}
+	if err := runtime.SetSubreaper(); err != nil {
+		return nil, fmt.Errorf("becoming a child subreaper: %w", err)
+	}
+	if mounted, err := cgroup.PrepareHybrid("/sys/fs/cgroup"); err != nil {
+		return nil, err
+	} else if mounted {
+		log.Info("mounted the v1 hugetlb cgroup hierarchy (crun refuses the hybrid layout without it)")
+	}
+	cgfs, err := cgroup.Detect("/sys/fs/cgroup")
+	if err != nil {
+		return nil, err
+	}
+
+	st, err := sqlite.Open(ctx, filepath.Join(cfg.StateDir, "sbx.db"), log)
+	if err != nil {
+		return nil, err
+	}
+	d.Store = st
+	d.Auth = auth.New(st, log)
+	secret, created, err := d.Auth.EnsureAdmin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keyPath := filepath.Join(cfg.StateDir, "admin.key")
+	if created {
+		if err := os.WriteFile(keyPath, []byte(secret+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(adminKeyOut, "Admin API key (shown once; also in %s):\n%s\n", keyPath, secret)
+	}
+	admin, err := adminTenant(ctx, d.Auth)
+	if err != nil {
+		return nil, err
+	}
+
+	agentPath, err := agentbin.Install(filepath.Join(cfg.StateDir, "bin"), cfg.AgentPath)
+	if err != nil {
+		return nil, err
+	}
+	classes, err := runtimes(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+
+	imgs, err := image.Open(ctx, filepath.Join(cfg.StateDir, "images"), st, log)
+	if err != nil {
+		return nil, err
+	}
+	imgs.SetAdminTenant(admin)
+	d.Images = imgs
+
+	svc, err := sandbox.New(sandbox.Config{
+		StateDir:       cfg.StateDir,
+		RunDir:         cfg.RunDir,
+		Runtimes:       classes,
+		DefaultRuntime: cfg.DefaultRuntime,
+		DefaultImage:   cfg.DefaultImage,
+		Defaults:       resources(cfg.Defaults),
+		Maximums:       resources(cfg.Maximums),
+		AgentBinary:    agentPath,
+		Ranges:         idmap.DefaultRanges,
+		CgroupParent:   "/sbx",
+		Cgroups:        cgfs,
+		StopGrace:      cfg.StopGrace.Duration,
+	}, st, imgs, log)
+	if err != nil {
+		return nil, err
+	}
+	d.Sandboxes = svc
+	if err := svc.Recover(ctx); err != nil {
+		return nil, err
+	}
+	d.Handler = httpapi.New(httpapi.Config{
+		Sandboxes: svc,
+		Images:    imgs,
+		Auth:      d.Auth,
+		Log:       log,
+		Version:   Version,
+	})
+	ok = true
+	return d, nil
+}
+
+func adminTenant(ctx context.Context, a *auth.Service) (string, error) {
+	ts, err := a.ListTenants(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, t := range ts {
+		if t.Admin {
+			return t.ID, nil
+		}
+	}
+	return "", errors.New("no admin tenant")
+}
+
+func resources(r config.Resources) store.Resources {
+	return store.Resources{CPU: r.CPU, MemoryMB: r.MemoryMB, DiskMB: r.DiskMB, Pids: r.Pids}
+}
+
+// runtimes sets up the configured runtime classes whose binaries exist,
+// refusing versions with known escapes unless allowed.
+func runtimes(ctx context.Context, cfg config.Config, log *slog.Logger) (map[string]sandbox.RuntimeClass, error) {
+	classes := map[string]sandbox.RuntimeClass{}
+	names := make([]string, 0, len(cfg.Runtimes))
+	for n := range cfg.Runtimes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		rc := cfg.Runtimes[name]
+		oci, err := runtime.NewOCI(name, rc.Path, filepath.Join(cfg.RunDir, "runtime", name), rc.Flags...)
+		if err != nil {
+			if name == cfg.DefaultRuntime {
+				return nil, fmt.Errorf("default runtime %s: %w (install it, or choose another default_runtime)", name, err)
+			}
+			log.Info("runtime class unavailable", "runtime", name, "err", err)
+			continue
+		}
+		v, err := oci.Version(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := runtime.CheckVersion(baseName(rc.Path), v); err != nil {
+			if !cfg.AllowVulnerableRuntime {
+				if name == cfg.DefaultRuntime {
+					return nil, err
+				}
+				log.Warn("runtime class disabled", "runtime", name, "err", err)
+				continue
+			}
+			log.Warn("running a runtime with known escapes because allow_vulnerable_runtime is set", "runtime", name, "err", err)
+		}
+		log.Info("runtime class ready", "runtime", name, "binary", oci.Binary(), "version", v, "userns", rc.UserNS)
+		classes[name] = sandbox.RuntimeClass{Runtime: oci, UserNS: rc.UserNS}
+	}
+	return classes, nil
+}
+
+func baseName(path string) string {
+	b := filepath.Base(path)
+	return strings.TrimSuffix(b, filepath.Ext(b))
+}
+
+// Serve serves the API on ln until ctx ends, then shuts down gracefully.
+func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           d.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.Log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	d.Log.Info("shutting down: finishing in-flight requests; sandboxes keep running")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		srv.Close()
+	}
+	return nil
+}
+
+// Close releases the daemon's resources; sandboxes keep running.
+func (d *Daemon) Close() error {
+	if d.Sandboxes != nil {
+		d.Sandboxes.Close()
+	}
+	if d.Store != nil {
+		d.Store.Close()
+	}
+	if d.lock != nil {
+		d.lock.Close()
+	}
+	return nil
+}
+
+// Run is `sbx serve`: it builds the daemon, listens, and serves until
+// SIGTERM or SIGINT.
+func Run(cfg config.Config, log *slog.Logger, stdout io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	d, err := New(ctx, cfg, log, stdout)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	log.Info("sbx serving", "listen", ln.Addr().String(), "state_dir", cfg.StateDir, "version", Version)
+	return d.Serve(ctx, ln)
+}
