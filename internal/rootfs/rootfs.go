@@ -67,7 +67,9 @@ func Create(ctx context.Context, o Options) error {
 	if o.DiskBytes < MinDiskBytes {
 		return errdefs.Publicf(errdefs.ErrInvalidArgument, "disk must be at least %d MiB", MinDiskBytes>>20)
 	}
-	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+	// 0711: the sandbox's runtime, running as the sandbox's host uid, must
+	// reach dir/rootfs.
+	if err := os.MkdirAll(o.Dir, 0o711); err != nil {
 		return err
 	}
 	img := diskImage(o.Dir)

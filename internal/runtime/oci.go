@@ -70,12 +70,21 @@ func (o *OCI) Run(ctx context.Context, id, bundle string, files []*os.File) (int
 	if len(files) > 0 {
 		args = append(args, "--preserve-fds", strconv.Itoa(len(files)))
 	}
+	// The container's init inherits the runtime's stdio, so it must be a
+	// file, not a pipe: a pipe would be held open by the sandbox and the
+	// runtime call would never finish.
+	logPath := filepath.Join(bundle, "runtime.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
 	cmd := o.command(ctx, append(args, id)...)
 	cmd.ExtraFiles = files
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("%s run: %w: %s", o.class, err, strings.TrimSpace(stderr.String()))
+		msg, _ := os.ReadFile(logPath)
+		return 0, fmt.Errorf("%s run: %w: %s", o.class, err, lastLine(msg))
 	}
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
@@ -187,4 +196,11 @@ func parseVersion(out string) (string, error) {
 		return "", fmt.Errorf("cannot parse runtime version from %q", strings.SplitN(out, "\n", 2)[0])
 	}
 	return strings.TrimPrefix(m[1], "v"), nil
+}
+
+// lastLine returns the last non-empty line of a runtime's output, which
+// holds its error message.
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }

@@ -9,6 +9,10 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
+// SpecVersion is the runtime-spec version written into configurations:
+// the newest that every supported runtime accepts (crun 1.8 rejects 1.1+).
+const SpecVersion = "1.0.2"
+
 // AgentDir is where the agent binary appears inside every sandbox.
 const AgentDir = "/.sbx"
 
@@ -114,7 +118,7 @@ func Spec(opts SpecOptions) (*specs.Spec, error) {
 	}
 	caps := append([]string(nil), DefaultCapabilities...)
 	s := &specs.Spec{
-		Version:  specs.Version,
+		Version:  SpecVersion,
 		Hostname: opts.Hostname,
 		Root:     &specs.Root{Path: opts.Rootfs},
 		Process: &specs.Process{
@@ -157,6 +161,8 @@ func Spec(opts SpecOptions) (*specs.Spec, error) {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
 		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostID, Size: m.Size}}
 		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: m.HostID, Size: m.Size}}
+		// The ping range must lie within the namespace's groups.
+		s.Linux.Sysctl["net.ipv4.ping_group_range"] = fmt.Sprintf("0 %d", m.Size-1)
 	}
 	sc, err := seccomp.GetDefaultProfile(s)
 	if err != nil {
@@ -210,13 +216,12 @@ func defaultDevices() []specs.LinuxDeviceCgroup {
 	allow := func(major, minor int64) specs.LinuxDeviceCgroup {
 		return specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Minor: &minor, Access: "rwm"}
 	}
-	anyMinor := int64(-1)
 	pts := int64(136)
 	return []specs.LinuxDeviceCgroup{
-		{Allow: false, Access: "rwm"},
+		{Allow: false, Type: "a", Access: "rwm"},
 		allow(1, 3), allow(1, 5), allow(1, 7), allow(1, 8), allow(1, 9),
 		allow(5, 0), allow(5, 1), allow(5, 2),
-		{Allow: true, Type: "c", Major: &pts, Minor: &anyMinor, Access: "rwm"},
+		{Allow: true, Type: "c", Major: &pts, Access: "rwm"}, // any minor
 	}
 }
 

@@ -1,0 +1,268 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/sbx-sh/sbx/internal/rootfs"
+	"github.com/sbx-sh/sbx/internal/runtime"
+	"github.com/sbx-sh/sbx/internal/store"
+)
+
+// Recover reconciles the records with what the runtimes, the mount table and
+// the state directory hold, once at start-up, before serving:
+//
+//   - a sandbox recorded as running whose container runs is re-adopted (its
+//     agent must answer);
+//   - one whose container is gone or dead is released and marked error;
+//   - an operation cut short is finished: creating rolls back (the create
+//     never answered), starting/stopping/destroying complete;
+//   - runtime containers, sandbox directories and cgroups that belong to no
+//     live record are removed.
+func (s *Service) Recover(ctx context.Context) error {
+	var all []store.Sandbox
+	cursor := ""
+	for {
+		items, next, err := s.st.ListSandboxes(ctx, store.SandboxFilter{
+			States: []store.State{store.StateCreating, store.StateStarting, store.StateStarted, store.StateStopping,
+				store.StateStopped, store.StateDestroying, store.StateError, store.StateUnknown},
+			Limit: 1000, Cursor: cursor,
+		})
+		if err != nil {
+			return fmt.Errorf("recovering: %w", err)
+		}
+		all = append(all, items...)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	containers := map[string]runtime.State{}
+	for name, rc := range s.cfg.Runtimes {
+		list, err := rc.Runtime.List(ctx)
+		if err != nil {
+			s.log.Warn("listing runtime containers", "runtime", name, "err", err)
+			continue
+		}
+		for _, c := range list {
+			containers[c.ID] = c
+		}
+	}
+	known := map[string]bool{}
+	for _, sb := range all {
+		known[sb.ID] = true
+		c, hasContainer := containers[sb.ID]
+		if err := s.recoverOne(ctx, sb, c, hasContainer); err != nil {
+			s.log.Error("recovering sandbox", "sandbox", sb.ID, "err", err)
+		}
+	}
+	s.sweep(ctx, known, containers)
+	return nil
+}
+
+func (s *Service) recoverOne(ctx context.Context, sb store.Sandbox, c runtime.State, hasContainer bool) error {
+	unlock := s.lock(sb.ID)
+	defer unlock()
+	log := s.log.With("sandbox", sb.ID)
+	running := hasContainer && c.Status == runtime.StatusRunning
+	switch sb.State {
+	case store.StateCreating:
+		// The create never answered its caller: roll it back.
+		log.Info("rolling back an interrupted create")
+		sb.Desired = store.StateDestroyed
+		return s.destroyAdopted(ctx, &sb, c, running)
+	case store.StateDestroying:
+		log.Info("finishing an interrupted delete")
+		return s.destroyAdopted(ctx, &sb, c, running)
+	case store.StateStarted, store.StateStarting, store.StateStopping:
+		if running {
+			in, err := s.adopt(ctx, sb, c.Pid)
+			if err == nil {
+				s.watch(sb, in)
+				if sb.State == store.StateStopping {
+					log.Info("finishing an interrupted stop")
+					return s.stop(ctx, &sb, s.cfg.StopGrace)
+				}
+				if sb.State != store.StateStarted {
+					s.setState(&sb, store.StateStarted, "")
+				}
+				log.Info("re-adopted sandbox", "pid", c.Pid)
+				return nil
+			}
+			log.Warn("re-adopting: the agent does not answer; killing the sandbox", "err", err)
+			s.cfg.Runtimes[sb.Runtime].Runtime.Kill(ctx, sb.ID, syscall.SIGKILL)
+			if p, perr := runtime.OpenProcess(c.Pid); perr == nil {
+				p.Wait(ctx)
+				p.Close()
+			}
+		}
+		if err := s.release(ctx, sb); err != nil {
+			return err
+		}
+		if sb.State == store.StateStopping {
+			s.setState(&sb, store.StateStopped, "")
+			return nil
+		}
+		s.setState(&sb, store.StateError, "the sandbox stopped while the daemon was down")
+		return nil
+	case store.StateStopped, store.StateError, store.StateUnknown:
+		// Nothing should run; release whatever is left.
+		if running {
+			s.cfg.Runtimes[sb.Runtime].Runtime.Kill(ctx, sb.ID, syscall.SIGKILL)
+			if p, err := runtime.OpenProcess(c.Pid); err == nil {
+				p.Wait(ctx)
+				p.Close()
+			}
+		}
+		return s.release(ctx, sb)
+	}
+	return nil
+}
+
+func (s *Service) destroyAdopted(ctx context.Context, sb *store.Sandbox, c runtime.State, running bool) error {
+	if running {
+		if p, err := runtime.OpenProcess(c.Pid); err == nil {
+			s.cfg.Runtimes[sb.Runtime].Runtime.Kill(ctx, sb.ID, syscall.SIGKILL)
+			p.Wait(ctx)
+			p.Close()
+		}
+	}
+	if err := s.teardown(ctx, *sb, true); err != nil {
+		return err
+	}
+	if sb.State == store.StateCreating {
+		return s.st.DeleteSandbox(ctx, sb.ID)
+	}
+	s.setState(sb, store.StateDestroyed, "")
+	return nil
+}
+
+// sweep removes what belongs to no live sandbox.
+func (s *Service) sweep(ctx context.Context, known map[string]bool, containers map[string]runtime.State) {
+	for id, c := range containers {
+		if known[id] {
+			continue
+		}
+		for name, rc := range s.cfg.Runtimes {
+			if _, err := rc.Runtime.State(ctx, id); err != nil {
+				continue
+			}
+			s.log.Info("removing a container of no sandbox", "container", id, "runtime", name)
+			if c.Status == runtime.StatusRunning {
+				rc.Runtime.Kill(ctx, id, syscall.SIGKILL)
+				if p, err := runtime.OpenProcess(c.Pid); err == nil {
+					p.Wait(ctx)
+					p.Close()
+				}
+			}
+			if err := rc.Runtime.Delete(ctx, id); err != nil {
+				s.log.Warn("removing container", "container", id, "err", err)
+			}
+		}
+	}
+	dir := filepath.Join(s.cfg.StateDir, "sandboxes")
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if known[e.Name()] {
+			continue
+		}
+		s.log.Info("removing files of no sandbox", "dir", e.Name())
+		if err := rootfs.Remove(filepath.Join(dir, e.Name())); err != nil {
+			s.log.Warn("removing leftover sandbox files", "dir", e.Name(), "err", err)
+		}
+	}
+	socks, _ := os.ReadDir(filepath.Join(s.cfg.RunDir, "agents"))
+	for _, e := range socks {
+		if id, ok := strings.CutSuffix(e.Name(), ".sock"); ok && !known[id] {
+			os.Remove(filepath.Join(s.cfg.RunDir, "agents", e.Name()))
+		}
+	}
+	groups, _ := s.cfg.Cgroups.List(s.cfg.CgroupParent)
+	for _, g := range groups {
+		if !known[g] {
+			if err := s.cfg.Cgroups.Remove(s.cfg.CgroupParent + "/" + g); err != nil && !errors.Is(err, os.ErrNotExist) {
+				s.log.Warn("removing leftover cgroup", "cgroup", g, "err", err)
+			}
+		}
+	}
+}
+
+// Leaks lists what exists on the host for sandboxes that are not live:
+// runtime containers, sandbox directories, mounts, agent sockets and
+// cgroups. Tests use it to prove deletes leave nothing behind.
+func (s *Service) Leaks(ctx context.Context) ([]string, error) {
+	live := map[string]bool{}
+	items, err := s.allLive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, sb := range items {
+		live[sb.ID] = true
+	}
+	var leaks []string
+	for name, rc := range s.cfg.Runtimes {
+		list, err := rc.Runtime.List(ctx)
+		if err != nil {
+			continue
+		}
+		for _, c := range list {
+			if !live[c.ID] {
+				leaks = append(leaks, fmt.Sprintf("%s container %s", name, c.ID))
+			}
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(s.cfg.StateDir, "sandboxes"))
+	for _, e := range ents {
+		if !live[e.Name()] {
+			leaks = append(leaks, "directory "+e.Name())
+		}
+	}
+	socks, _ := os.ReadDir(filepath.Join(s.cfg.RunDir, "agents"))
+	for _, e := range socks {
+		if id, _ := strings.CutSuffix(e.Name(), ".sock"); !live[id] {
+			leaks = append(leaks, "socket "+e.Name())
+		}
+	}
+	groups, _ := s.cfg.Cgroups.List(s.cfg.CgroupParent)
+	for _, g := range groups {
+		if !live[g] {
+			leaks = append(leaks, "cgroup "+g)
+		}
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err == nil {
+		prefix := filepath.Join(s.cfg.StateDir, "sandboxes") + "/"
+		for _, line := range strings.Split(string(mi), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 4 && strings.HasPrefix(f[4], prefix) {
+				id, _, _ := strings.Cut(strings.TrimPrefix(f[4], prefix), "/")
+				if !live[id] {
+					leaks = append(leaks, "mount "+f[4])
+				}
+			}
+		}
+	}
+	return leaks, nil
+}
+
+func (s *Service) allLive(ctx context.Context) ([]store.Sandbox, error) {
+	var all []store.Sandbox
+	cursor := ""
+	for {
+		items, next, err := s.List(ctx, store.SandboxFilter{Limit: 1000, Cursor: cursor})
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, items...)
+		if next == "" {
+			return all, nil
+		}
+		cursor = next
+	}
+}
+
