@@ -265,4 +265,3 @@ func (s *Service) allLive(ctx context.Context) ([]store.Sandbox, error) {
 		cursor = next
 	}
 }
-

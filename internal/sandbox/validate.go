@@ -106,10 +106,10 @@ func resolveResources(r, defaults, max store.Resources) (store.Resources, error)
 
 func checkMax(r, max store.Resources) error {
 	type lim struct {
-		name     string
-		v, m     float64
-		min      float64
-		unit     string
+		name string
+		v, m float64
+		min  float64
+		unit string
 	}
 	for _, l := range []lim{
 		{"cpu", r.CPU, max.CPU, 0.01, " cores"},
