@@ -243,7 +243,7 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 		return store.Sandbox{}, fmt.Errorf("resolving image %q: %w", ref, err)
 	}
 	if max := tenant.Limits.MaxSandboxes; max > 0 {
-		items, _, err := s.st.ListSandboxes(ctx, store.SandboxFilter{TenantID: opts.TenantID, Limit: max + 1})
+		items, _, err := s.List(ctx, store.SandboxFilter{TenantID: opts.TenantID, Limit: max + 1})
 		if err != nil {
 			return store.Sandbox{}, err
 		}
