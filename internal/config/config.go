@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
@@ -34,6 +35,9 @@ type Config struct {
 	Maximums Resources `toml:"maximums" comment:"the most a sandbox may ask for (tenants' own limits may be lower)"`
 
 	StopGrace Duration `toml:"stop_grace" comment:"time between SIGTERM and SIGKILL on stop"`
+	// CgroupParent is the cgroup under which sandboxes' cgroups are made;
+	// two daemons on one host need different ones.
+	CgroupParent string `toml:"cgroup_parent" comment:"parent cgroup of all sandboxes (unique per daemon)"`
 	// AgentPath uses this sbx-agent binary instead of the one embedded in sbx.
 	AgentPath string `toml:"agent_path,omitempty"`
 }
@@ -88,7 +92,8 @@ func Default() Config {
 		},
 		Defaults:  Resources{CPU: 1, MemoryMB: 1024, DiskMB: 10240, Pids: 1024},
 		Maximums:  Resources{CPU: 8, MemoryMB: 16384, DiskMB: 102400, Pids: 32768},
-		StopGrace: Duration{10 * time.Second},
+		StopGrace:    Duration{10 * time.Second},
+		CgroupParent: "/sbx",
 	}
 }
 
@@ -124,6 +129,9 @@ func (c Config) Validate() error {
 	}
 	if d.CPU > m.CPU || d.MemoryMB > m.MemoryMB || d.DiskMB > m.DiskMB || d.Pids > m.Pids {
 		return fmt.Errorf("config: [defaults] exceed [maximums]")
+	}
+	if !strings.HasPrefix(c.CgroupParent, "/") || strings.Contains(c.CgroupParent, "..") {
+		return fmt.Errorf("config: cgroup_parent %q must be an absolute cgroup path", c.CgroupParent)
 	}
 	if len(c.RunDir) > 60 {
 		return fmt.Errorf("config: run_dir %q is too long for unix socket paths (max 60 bytes)", c.RunDir)

@@ -21,6 +21,7 @@ func Commands() []*cobra.Command {
 		level    string
 		runtime  string
 		allowVul bool
+		cgParent string
 	)
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -50,6 +51,9 @@ func Commands() []*cobra.Command {
 			if f.Changed("default-runtime") {
 				cfg.DefaultRuntime = runtime
 			}
+			if f.Changed("cgroup-parent") {
+				cfg.CgroupParent = cgParent
+			}
 			if f.Changed("allow-vulnerable-runtime") {
 				cfg.AllowVulnerableRuntime = allowVul
 			}
@@ -70,6 +74,7 @@ func Commands() []*cobra.Command {
 	f.StringVar(&runDir, "run-dir", def.RunDir, "directory for sockets and runtime state")
 	f.StringVar(&level, "log-level", def.LogLevel, "debug, info, warn or error")
 	f.StringVar(&runtime, "default-runtime", def.DefaultRuntime, "default runtime class")
+	f.StringVar(&cgParent, "cgroup-parent", def.CgroupParent, "parent cgroup of all sandboxes")
 	f.BoolVar(&allowVul, "allow-vulnerable-runtime", false, "start even with a runtime version that has known escapes")
 
 	cfgCmd := &cobra.Command{Use: "config", Short: "Daemon configuration"}

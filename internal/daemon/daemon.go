@@ -144,7 +144,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		Maximums:       resources(cfg.Maximums),
 		AgentBinary:    agentPath,
 		Ranges:         idmap.DefaultRanges,
-		CgroupParent:   "/sbx",
+		CgroupParent:   cfg.CgroupParent,
 		Cgroups:        cgfs,
 		StopGrace:      cfg.StopGrace.Duration,
 	}, st, imgs, log)

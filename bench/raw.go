@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sbx-sh/sbx/internal/runtime"
+)
+
+// rawRun measures the floor: the runtime itself running `echo ok` in a
+// container of the same rootfs with the same namespaces, user namespace,
+// seccomp profile, capabilities and cgroup limits that sbx uses — but no
+// daemon, no API, no overlay and no agent. `<runtime> run` (foreground)
+// creates, starts, waits and deletes.
+func rawRun(ctx context.Context, class, rootfs, workDir string, n, parallel int) *sample {
+	s := &sample{name: "raw " + class + " run"}
+	bin, err := exec.LookPath(class)
+	if err != nil {
+		s.note = class + " not installed"
+		return s
+	}
+	bundle := filepath.Join(workDir, "bundle-"+class)
+	os.MkdirAll(bundle, 0o711)
+	spec, err := runtime.Spec(runtime.SpecOptions{
+		ID: "bench", Hostname: "bench", Rootfs: rootfs,
+		Init:        []string{"/bin/echo", "ok"},
+		Env:         []string{"PATH=/bin:/usr/bin"},
+		AgentBinary: bin, // any read-only file: the floor has no agent
+		UserNS:      &runtime.IDMap{HostID: 4000 << 20 >> 4, Size: 65536},
+		CgroupsPath: "/sbx-bench/" + class,
+		Limits:      runtime.Limits{CPU: 1, MemoryBytes: 1 << 30, Pids: 1024},
+	})
+	if err != nil {
+		s.note = err.Error()
+		return s
+	}
+	spec.Root.Readonly = true
+	// The agent bind target must exist in a read-only rootfs; drop it.
+	mounts := spec.Mounts[:0]
+	for _, m := range spec.Mounts {
+		if m.Destination != runtime.AgentPath {
+			mounts = append(mounts, m)
+		}
+	}
+	spec.Mounts = mounts
+	b, _ := json.Marshal(spec)
+	os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600)
+	state := filepath.Join(workDir, "state-"+class)
+	one := func(i int) error {
+		id := fmt.Sprintf("bench-%s-%d", class, i)
+		cmd := exec.CommandContext(ctx, bin, "--root", state, "run", "--bundle", bundle, id)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			exec.Command(bin, "--root", state, "delete", "-f", id).Run()
+			return fmt.Errorf("%s: %w: %s", class, err, strings.TrimSpace(out.String()))
+		}
+		if strings.TrimSpace(out.String()) != "ok" {
+			return fmt.Errorf("%s printed %q", class, out.String())
+		}
+		return nil
+	}
+	measure(s, n, parallel, one)
+	return s
+}
+
+// measure runs one n times, parallel at a time, recording each latency.
+func measure(s *sample, n, parallel int, one func(i int) error) {
+	type result struct {
+		d   time.Duration
+		err error
+	}
+	work := make(chan int)
+	results := make(chan result)
+	for w := 0; w < parallel; w++ {
+		go func() {
+			for i := range work {
+				start := time.Now()
+				err := one(i)
+				results <- result{time.Since(start), err}
+			}
+		}()
+	}
+	go func() {
+		for i := 0; i < n; i++ {
+			work <- i
+		}
+		close(work)
+	}()
+	for i := 0; i < n; i++ {
+		r := <-results
+		if r.err != nil {
+			s.errors++
+			if s.note == "" {
+				s.note = r.err.Error()
+			}
+			continue
+		}
+		s.times = append(s.times, r.d)
+	}
+}

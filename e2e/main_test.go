@@ -1,0 +1,132 @@
+// Package e2e tests sbx end to end: the real `sbx serve` binary on a
+// loopback port, real runtimes, real kernel isolation, driven through the
+// public Go SDK. Needs root; under CI=true every test must run.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sbx-sh/sbx/internal/image"
+	"github.com/sbx-sh/sbx/internal/testdaemon"
+	"github.com/sbx-sh/sbx/internal/testutil"
+	sbx "github.com/sbx-sh/sbx/sdk/go"
+)
+
+// Shared by the tests of this package: one daemon, one busybox image.
+var (
+	daemon   *testdaemon.Daemon
+	admin    *sbx.Client
+	workDir  string
+	sbxBin   string
+	setupErr error
+)
+
+const testImage = "sbx/busybox:latest"
+
+func TestMain(m *testing.M) {
+	code := run(m)
+	os.Exit(code)
+}
+
+func run(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		setupErr = fmt.Errorf("needs root")
+		return m.Run()
+	}
+	ctx := context.Background()
+	var err error
+	// Short: agent socket paths live under it.
+	workDir, err = os.MkdirTemp("/tmp", "sbxe")
+	if err != nil {
+		setupErr = err
+		return m.Run()
+	}
+	defer os.RemoveAll(workDir)
+	root, err := testdaemon.ModuleRoot()
+	if err == nil {
+		sbxBin, err = testdaemon.Build(ctx, root, filepath.Join(workDir, "bin"))
+	}
+	if err == nil {
+		daemon, err = testdaemon.Start(ctx, sbxBin, filepath.Join(workDir, "d"))
+	}
+	if err == nil {
+		admin = sbx.New(daemon.URL, daemon.AdminKey)
+		err = importBusybox(ctx, admin, testImage)
+	}
+	if err != nil {
+		setupErr = err
+		return m.Run()
+	}
+	code := m.Run()
+	if err := daemon.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping daemon:", err)
+	}
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "--- daemon log (last 60 lines)\n%s\n", tail(daemon.Log(), 60))
+	}
+	return code
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// importBusybox builds the busybox test image and imports it as the admin
+// tenant (whose images every tenant sees).
+func importBusybox(ctx context.Context, c *sbx.Client, ref string) error {
+	dir, err := os.MkdirTemp(workDir, "bb")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := image.BuildBusyboxRootfs(ctx, filepath.Join(dir, "rootfs")); err != nil {
+		return err
+	}
+	tarPath := filepath.Join(dir, "image.tar")
+	if err := image.WriteRootfsArchive(filepath.Join(dir, "rootfs"), ref, tarPath); err != nil {
+		return err
+	}
+	f, err := os.Open(tarPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = c.ImportImage(ctx, f, ref)
+	return err
+}
+
+// setup skips or fails a test when the shared daemon is unavailable.
+func setup(t *testing.T) {
+	t.Helper()
+	if setupErr != nil {
+		if setupErr.Error() == "needs root" {
+			testutil.RequireRoot(t)
+		}
+		t.Fatalf("e2e setup: %v", setupErr)
+	}
+}
+
+// leakCheck fails the test if anything of a sandbox that is gone remains.
+func leakCheck(t *testing.T) {
+	t.Helper()
+	var last []string
+	for i := 0; i < 50; i++ {
+		leaks := daemon.Leaks()
+		if len(leaks) == 0 {
+			return
+		}
+		last = leaks
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("leaked: %v", last)
+}
