@@ -90,8 +90,8 @@ func Default() Config {
 			"runc":   {Path: "runc", UserNS: true},
 			"gvisor": {Path: "runsc", UserNS: false, Flags: []string{"--platform=systrap"}},
 		},
-		Defaults:  Resources{CPU: 1, MemoryMB: 1024, DiskMB: 10240, Pids: 1024},
-		Maximums:  Resources{CPU: 8, MemoryMB: 16384, DiskMB: 102400, Pids: 32768},
+		Defaults:     Resources{CPU: 1, MemoryMB: 1024, DiskMB: 10240, Pids: 1024},
+		Maximums:     Resources{CPU: 8, MemoryMB: 16384, DiskMB: 102400, Pids: 32768},
 		StopGrace:    Duration{10 * time.Second},
 		CgroupParent: "/sbx",
 	}

@@ -99,7 +99,7 @@ func newService(t *testing.T, class string, userns bool) (*sandbox.Service, stor
 		Maximums:    store.Resources{CPU: 2, MemoryMB: 1024, DiskMB: 1024, Pids: 1024},
 		AgentBinary: agentBin, Ranges: idmap.Ranges{Base: 5 << 20, Size: 65536},
 		CgroupParent: parent, Cgroups: cg, StopGrace: 2 * time.Second,
-	}, st, oneLayer{layer}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}, st, oneLayer{layer}, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,3 +211,10 @@ func TestServiceFailedCreateLeavesNothing(t *testing.T) {
 }
 
 func errorsIs(err, target error) bool { return errdefs.Kind(err) == target }
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

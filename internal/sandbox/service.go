@@ -195,6 +195,7 @@ func newID() string {
 // Create makes a sandbox and returns once it is started (its agent answers).
 // A failed create leaves nothing behind.
 func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox, error) {
+	ph := newPhases()
 	tenant, err := s.st.GetTenant(ctx, opts.TenantID)
 	if err != nil {
 		return store.Sandbox{}, fmt.Errorf("creating sandbox: %w", err)
@@ -276,9 +277,11 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 	if sb.Name == "" {
 		sb.Name = sb.ID
 	}
+	ph.mark("resolve")
 	if err := s.insert(ctx, &sb, rc.UserNS); err != nil {
 		return store.Sandbox{}, err
 	}
+	ph.mark("record")
 	unlock := s.lock(sb.ID)
 	defer unlock()
 	s.event(sb, "state", "", store.StateCreating, "")
@@ -288,11 +291,12 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 		s.rollback(sb, log)
 		return store.Sandbox{}, fmt.Errorf("creating sandbox: %w", err)
 	}
-	if err := s.start(ctx, &sb, img); err != nil {
+	ph.mark("disk")
+	if err := s.start(ctx, &sb, img, ph); err != nil {
 		s.rollback(sb, log)
 		return store.Sandbox{}, fmt.Errorf("creating sandbox: %w", err)
 	}
-	log.Info("sandbox created", "image", ref, "runtime", class)
+	log.Info("sandbox created", "image", ref, "runtime", class, ph.group())
 	return sb, nil
 }
 
@@ -340,7 +344,7 @@ func (s *Service) idmapOf(sb store.Sandbox) *idmap.Map {
 // start mounts the root filesystem, runs the container and waits for its
 // agent. The caller holds the sandbox's lock. On failure the state is left
 // for the caller to decide (rollback on create, error on start).
-func (s *Service) start(ctx context.Context, sb *store.Sandbox, img image.Image) error {
+func (s *Service) start(ctx context.Context, sb *store.Sandbox, img image.Image, ph *phases) error {
 	rc, ok := s.cfg.Runtimes[sb.Runtime]
 	if !ok {
 		return errdefs.Publicf(errdefs.ErrUnavailable, "runtime class %q is not configured on this host", sb.Runtime)
@@ -354,10 +358,12 @@ func (s *Service) start(ctx context.Context, sb *store.Sandbox, img image.Image)
 		}
 		defer ns.Close()
 		ro.UserNS = ns
+		ph.mark("userns")
 	}
 	if err := rootfs.Mount(ctx, ro); err != nil {
 		return err
 	}
+	ph.mark("rootfs")
 	spec, err := s.spec(*sb, img)
 	if err != nil {
 		return err
@@ -384,11 +390,13 @@ func (s *Service) start(ctx context.Context, sb *store.Sandbox, img image.Image)
 	if err != nil {
 		return err
 	}
+	ph.mark("bundle")
 	pid, err := rc.Runtime.Run(ctx, sb.ID, dir, []*os.File{lf})
 	lf.Close()
 	if err != nil {
 		return err
 	}
+	ph.mark("runtime")
 	in, err := s.adopt(ctx, *sb, pid)
 	if err != nil {
 		rc.Runtime.Kill(context.WithoutCancel(ctx), sb.ID, syscall.SIGKILL)
@@ -398,8 +406,10 @@ func (s *Service) start(ctx context.Context, sb *store.Sandbox, img image.Image)
 	sb.StartedAt = &now
 	sb.ErrorReason = ""
 	sb.ExitCode = nil
+	ph.mark("agent")
 	s.setState(sb, store.StateStarted, "")
 	s.watch(*sb, in)
+	ph.mark("record")
 	return nil
 }
 
@@ -637,11 +647,13 @@ func (s *Service) Start(ctx context.Context, tenantID, idOrName string) (store.S
 	}
 	sb.Desired = store.StateStarted
 	s.setState(&sb, store.StateStarting, "")
-	if err := s.start(ctx, &sb, img); err != nil {
+	ph := newPhases()
+	if err := s.start(ctx, &sb, img, ph); err != nil {
 		s.release(context.WithoutCancel(ctx), sb)
 		s.setState(&sb, store.StateError, "start failed: "+errdefs.Message(err))
 		return sb, fmt.Errorf("starting sandbox: %w", err)
 	}
+	s.log.Info("sandbox started", "sandbox", sb.ID, ph.group())
 	return sb, nil
 }
 
