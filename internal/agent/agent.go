@@ -25,6 +25,31 @@
 //	(*Process).Close() error           abandons the stream; kills the process group
 //
 //	Serve(ctx, ln net.Listener, ServerConfig) error  (server half)
+//	RunInit(ctx, InitConfig) error                   (PID 1 duties + Serve)
+//
+// Wire protocol (version 1). Every request carries the header
+// Sbx-Agent-Version; the server answers 400 to a major version it does not
+// speak. Errors before a stream starts are JSON {"error", "kind"}.
+//
+//	GET  /v1/health            -> Health (JSON)
+//	GET  /v1/logs[?follow=1]   -> the entrypoint's output, streamed
+//	POST /v1/exec              body: ExecRequest (JSON), with
+//	                           Connection: Upgrade, Upgrade: sbx-exec
+//	                           -> 101 Switching Protocols, then frames
+//
+// After the 101 the connection carries frames in both directions, each a
+// 1-byte kind, a 4-byte big-endian payload length and the payload (at most
+// 1 MiB). Agent to host: stdout (1), stderr (2), exit (3, JSON ExitStatus,
+// last), error (4, JSON {"message","kind"}, last: the command could not be
+// started). Host to agent: stdin (16), stdin-close (17), signal (18, 4-byte
+// big-endian signal number, sent to the process group). The host never
+// half-closes: EOF on the connection before the exit frame means the client
+// went away, and the agent kills the process group with SIGKILL.
+//
+// A command that cannot be started (unknown executable, missing /bin/sh,
+// cwd, user) ends in an error frame, never an exit code 127: Run returns an
+// error of kind errdefs.ErrNotFound whose message says, for example,
+// `exec: "foo": executable file not found in $PATH`.
 package agent
 
 import "time"
@@ -96,4 +121,7 @@ type Frame struct {
 	Kind FrameKind
 	Data []byte      // stdout/stderr bytes or an error message
 	Exit *ExitStatus // for FrameExit
+	// Err is set for FrameError: the message of Data carrying an
+	// errdefs kind (errdefs.ErrNotFound for an unknown command).
+	Err error
 }
