@@ -262,7 +262,9 @@ func TestPullAndTenants(t *testing.T) {
 
 type basic struct{ u, p string }
 
-func (b *basic) Authorization() (*authConfig, error) { return &authConfig{Username: b.u, Password: b.p}, nil }
+func (b *basic) Authorization() (*authConfig, error) {
+	return &authConfig{Username: b.u, Password: b.p}, nil
+}
 
 func TestImportArchives(t *testing.T) {
 	s, st := newStore(t)

@@ -167,4 +167,3 @@ func readTarJSON(f *os.File, name string, v any) error {
 		}
 	}
 }
-
