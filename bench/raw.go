@@ -33,7 +33,7 @@ func rawRun(ctx context.Context, class, rootfs, workDir string, n, parallel int)
 		Init:        []string{"/bin/echo", "ok"},
 		Env:         []string{"PATH=/bin:/usr/bin"},
 		AgentBinary: bin, // any read-only file: the floor has no agent
-		UserNS:      &runtime.IDMap{HostID: 4000 << 20 >> 4, Size: 65536},
+		UserNS:      &runtime.IDMap{HostID: 900000, Size: 65536},
 		CgroupsPath: "/sbx-bench/" + class,
 		Limits:      runtime.Limits{CPU: 1, MemoryBytes: 1 << 30, Pids: 1024},
 	})

@@ -93,7 +93,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown image", `{"image":"nope/nothing:1"}`, 404, "not_found"},
 		{"negative cpu", `{"resources":{"cpu":-1}}`, 400, "invalid_argument"},
 		{"oversize memory", `{"resources":{"memory_mb":100000000}}`, 400, "invalid_argument"},
-		{"duplicate name", `{"name":"taken"}`, 409, "already_exists"},
+		{"duplicate name", `{"name":"taken","image":"` + testImage + `"}`, 409, "already_exists"},
 		{"invalid name", `{"name":"../x"}`, 400, "invalid_argument"},
 		{"invalid label key", `{"labels":{"bad key!":"v"}}`, 400, "invalid_argument"},
 		{"unknown runtime", `{"runtime":"kata"}`, 400, "invalid_argument"},

@@ -48,9 +48,13 @@ func run(m *testing.M) int {
 		return m.Run()
 	}
 	defer os.RemoveAll(workDir)
-	root, err := testdaemon.ModuleRoot()
-	if err == nil {
-		sbxBin, err = testdaemon.Build(ctx, root, filepath.Join(workDir, "bin"))
+	// SBX_BIN names a prebuilt sbx (with sbx-agent embedded or beside it);
+	// otherwise the test builds both.
+	if sbxBin = os.Getenv("SBX_BIN"); sbxBin == "" {
+		var root string
+		if root, err = testdaemon.ModuleRoot(); err == nil {
+			sbxBin, err = testdaemon.Build(ctx, root, filepath.Join(workDir, "bin"))
+		}
 	}
 	if err == nil {
 		daemon, err = testdaemon.Start(ctx, sbxBin, filepath.Join(workDir, "d"))
@@ -93,7 +97,7 @@ func importBusybox(ctx context.Context, c *sbx.Client, ref string) error {
 		return err
 	}
 	tarPath := filepath.Join(dir, "image.tar")
-	if err := image.WriteRootfsArchive(filepath.Join(dir, "rootfs"), ref, tarPath); err != nil {
+	if err := image.WriteRootfsArchive(filepath.Join(dir, "rootfs"), ref, tarPath, image.BusyboxConfig); err != nil {
 		return err
 	}
 	f, err := os.Open(tarPath)

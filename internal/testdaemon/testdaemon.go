@@ -90,6 +90,9 @@ func Start(ctx context.Context, bin, dir string, args ...string) (*Daemon, error
 }
 
 func (d *Daemon) start(ctx context.Context) error {
+	if err := os.MkdirAll(filepath.Dir(d.LogPath), 0o711); err != nil {
+		return err
+	}
 	logf, err := os.OpenFile(d.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
