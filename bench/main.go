@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sbx-sh/sbx/internal/cgroup"
 	"github.com/sbx-sh/sbx/internal/image"
 )
 
@@ -84,6 +85,9 @@ func main() {
 		exec1.note = err.Error()
 	}
 	table(os.Stdout, "exec into a running sandbox", nil, []*sample{exec1})
+	if cg, err := cgroup.Detect("/sys/fs/cgroup"); err == nil {
+		cg.Remove("/sbx-bench")
+	}
 }
 
 func fatal(err error) {

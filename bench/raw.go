@@ -26,36 +26,43 @@ func rawRun(ctx context.Context, class, rootfs, workDir string, n, parallel int)
 		s.note = class + " not installed"
 		return s
 	}
-	bundle := filepath.Join(workDir, "bundle-"+class)
-	os.MkdirAll(bundle, 0o711)
-	spec, err := runtime.Spec(runtime.SpecOptions{
-		ID: "bench", Hostname: "bench", Rootfs: rootfs,
-		Init:        []string{"/bin/echo", "ok"},
-		Env:         []string{"PATH=/bin:/usr/bin"},
-		AgentBinary: bin, // any read-only file: the floor has no agent
-		UserNS:      &runtime.IDMap{HostID: 900000, Size: 65536},
-		CgroupsPath: "/sbx-bench/" + class,
-		Limits:      runtime.Limits{CPU: 1, MemoryBytes: 1 << 30, Pids: 1024},
-	})
-	if err != nil {
-		s.note = err.Error()
-		return s
-	}
-	spec.Root.Readonly = true
-	// The agent bind target must exist in a read-only rootfs; drop it.
-	mounts := spec.Mounts[:0]
-	for _, m := range spec.Mounts {
-		if m.Destination != runtime.AgentPath {
-			mounts = append(mounts, m)
+	// One bundle per run: concurrent runs need their own cgroups.
+	bundle := func(i int) (string, error) {
+		dir := filepath.Join(workDir, fmt.Sprintf("bundle-%s-%d", class, i))
+		os.MkdirAll(dir, 0o711)
+		spec, err := runtime.Spec(runtime.SpecOptions{
+			ID: "bench", Hostname: "bench", Rootfs: rootfs,
+			Init:        []string{"/bin/echo", "ok"},
+			Env:         []string{"PATH=/bin:/usr/bin"},
+			AgentBinary: bin, // any read-only file: the floor has no agent
+			UserNS:      &runtime.IDMap{HostID: 900000, Size: 65536},
+			CgroupsPath: fmt.Sprintf("/sbx-bench/%s-%d", class, i),
+			Limits:      runtime.Limits{CPU: 1, MemoryBytes: 1 << 30, Pids: 1024},
+		})
+		if err != nil {
+			return "", err
 		}
+		spec.Root.Readonly = true
+		// No agent, and its bind target does not exist in a read-only rootfs.
+		mounts := spec.Mounts[:0]
+		for _, m := range spec.Mounts {
+			if m.Destination != runtime.AgentPath {
+				mounts = append(mounts, m)
+			}
+		}
+		spec.Mounts = mounts
+		b, _ := json.Marshal(spec)
+		return dir, os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
 	}
-	spec.Mounts = mounts
-	b, _ := json.Marshal(spec)
-	os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600)
 	state := filepath.Join(workDir, "state-"+class)
 	one := func(i int) error {
 		id := fmt.Sprintf("bench-%s-%d", class, i)
-		cmd := exec.CommandContext(ctx, bin, "--root", state, "run", "--bundle", bundle, id)
+		dir, err := bundle(i)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cmd := exec.CommandContext(ctx, bin, "--root", state, "run", "--bundle", dir, id)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {

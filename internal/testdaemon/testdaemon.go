@@ -148,11 +148,15 @@ func (d *Daemon) Kill9() {
 	<-d.done
 }
 
-// Stop asks the daemon to shut down gracefully and waits for it.
+// Stop asks the daemon to shut down gracefully and waits for it. Once no
+// sandbox is left, the daemon's cgroup parent is removed too.
 func (d *Daemon) Stop() error {
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-d.done:
+		for _, ctrl := range []string{"memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "hugetlb", "systemd", "unified"} {
+			os.Remove(filepath.Join("/sys/fs/cgroup", ctrl, d.CgroupParent))
+		}
 		return err
 	case <-time.After(60 * time.Second):
 		d.Kill9()
