@@ -49,6 +49,11 @@ func TestOCIConformance(t *testing.T) {
 	if _, err := cgroup.PrepareHybrid("/sys/fs/cgroup"); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if cg, err := cgroup.Detect("/sys/fs/cgroup"); err == nil {
+			cg.Remove("/sbxtest")
+		}
+	})
 	bb, _ := exec.LookPath("busybox")
 	for _, class := range []string{"crun", "runc"} {
 		for _, userns := range []bool{false, true} {
