@@ -32,7 +32,7 @@ var DefaultConfig = ispec.ImageConfig{
 	Cmd:        []string{"/bin/sh", "-c", "exec sleep infinity"},
 }
 
-// BootstrapOptions describe a Debian image built with debootstrap.
+// BootstrapOptions describe a Debian rootfs built with debootstrap.
 type BootstrapOptions struct {
 	Suite    string   // default "bookworm"
 	Mirror   string   // default: the host's own Debian mirror from its apt sources
@@ -44,9 +44,9 @@ type BootstrapOptions struct {
 	Log      io.Writer // progress of the build
 }
 
-// Bootstrap builds a Debian rootfs (or takes it from the cache) and imports
-// it as ref for the tenant.
-func (s *Store) Bootstrap(ctx context.Context, tenantID, ref string, o BootstrapOptions) (Image, error) {
+// BuildDebian builds a Debian rootfs in dir with debootstrap, or unpacks
+// the cached result of an identical earlier build.
+func BuildDebian(ctx context.Context, dir string, o BootstrapOptions) error {
 	if o.Suite == "" {
 		o.Suite = "bookworm"
 	}
@@ -59,37 +59,29 @@ func (s *Store) Bootstrap(ctx context.Context, tenantID, ref string, o Bootstrap
 	if o.Mirror == "" {
 		m, err := HostMirror()
 		if err != nil {
-			return Image{}, err
+			return err
 		}
 		o.Mirror = m
 	}
 	key := sha256.Sum256([]byte(strings.Join([]string{o.Suite, o.Mirror, strings.Join(o.Packages, ","), strings.Join(o.NPM, ",")}, "|")))
 	cached := filepath.Join(o.CacheDir, "rootfs-"+hex.EncodeToString(key[:8])+".tar")
-	dir, err := os.MkdirTemp(filepath.Join(s.root, "tmp"), "bootstrap-")
-	if err != nil {
-		return Image{}, err
-	}
-	defer os.RemoveAll(dir)
-	rootfs := filepath.Join(dir, "rootfs")
-	if f, err := os.Open(cached); err == nil {
+	if f, err := os.Open(cached); err == nil && o.CacheDir != "" {
+		defer f.Close()
 		fmt.Fprintf(o.Log, "using the cached rootfs %s\n", cached)
-		os.MkdirAll(rootfs, 0o755)
-		err = Unpack(f, rootfs)
-		f.Close()
-		if err != nil {
-			return Image{}, fmt.Errorf("unpacking the cached rootfs: %w", err)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
 		}
-	} else {
-		if err := debootstrap(ctx, rootfs, o); err != nil {
-			return Image{}, err
-		}
-		if o.CacheDir != "" {
-			if err := writeCache(rootfs, cached); err != nil {
-				fmt.Fprintf(o.Log, "not caching the rootfs: %v\n", err)
-			}
+		return Unpack(f, dir)
+	}
+	if err := debootstrap(ctx, dir, o); err != nil {
+		return err
+	}
+	if o.CacheDir != "" {
+		if err := writeCache(dir, cached); err != nil {
+			fmt.Fprintf(o.Log, "not caching the rootfs: %v\n", err)
 		}
 	}
-	return s.ImportRootfs(ctx, tenantID, rootfs, ref, DefaultConfig)
+	return nil
 }
 
 func debootstrap(ctx context.Context, rootfs string, o BootstrapOptions) error {

@@ -321,3 +321,33 @@ func TestHostMirror(t *testing.T) {
 		t.Errorf("mirror %q", m)
 	}
 }
+
+// TestBuildDebian debootstraps a small Debian (about a minute, needs the
+// Debian mirror); run with SBX_TEST_BOOTSTRAP=1.
+func TestBuildDebian(t *testing.T) {
+	if os.Getenv("SBX_TEST_BOOTSTRAP") != "1" {
+		t.Skip("set SBX_TEST_BOOTSTRAP=1 to debootstrap (about a minute)")
+	}
+	testutil.RequireRoot(t)
+	s, _ := newStore(t)
+	dir := filepath.Join(t.TempDir(), "rootfs")
+	cache := t.TempDir()
+	var log bytes.Buffer
+	o := BootstrapOptions{Packages: []string{"python3"}, CacheDir: cache, Log: &log}
+	if err := BuildDebian(t.Context(), dir, o); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "usr/bin/python3")); err != nil {
+		t.Fatal("no python3 in the rootfs")
+	}
+	img, err := s.ImportRootfs(t.Context(), "a", dir, "test/debian", DefaultConfig)
+	if err != nil || len(img.Layers) != 1 {
+		t.Fatalf("import: %+v %v", img, err)
+	}
+	// The second build comes from the cache.
+	dir2 := filepath.Join(t.TempDir(), "rootfs")
+	log.Reset()
+	if err := BuildDebian(t.Context(), dir2, o); err != nil || !strings.Contains(log.String(), "cached") {
+		t.Fatalf("cached build: %v\n%s", err, log.String())
+	}
+}
