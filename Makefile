@@ -30,13 +30,13 @@ run: deps build
 
 test: build
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 45m ./...
+	SBX_BIN=$(CURDIR)/bin/sbx $(GO) test -count=1 -timeout 45m ./...
 
 test-short:
 	$(GO) test -short -count=1 ./...
 
 bench: build
-	$(GO) run ./bench -n 100 -parallel 10
+	$(GO) run ./bench -sbx bin/sbx -n 100 -parallel 10
 
 clean:
 	rm -rf bin internal/agentbin/bin/sbx-agent
