@@ -15,29 +15,9 @@ import (
 	"time"
 
 	"github.com/sbx-sh/sbx/internal/cgroup"
+	"github.com/sbx-sh/sbx/internal/image"
 	"github.com/sbx-sh/sbx/internal/testutil"
 )
-
-// busyboxRootfs makes a minimal rootfs from the host's busybox-static.
-func busyboxRootfs(t *testing.T, dir string) {
-	t.Helper()
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		testutil.Unavailable(t, "busybox-static is not installed")
-	}
-	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", ".sbx"} {
-		os.MkdirAll(filepath.Join(dir, d), 0o755)
-	}
-	b, err := os.ReadFile(bb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "bin", "busybox"), b, 0o755)
-	for _, a := range []string{"sh", "sleep", "cat", "echo", "id"} {
-		os.Symlink("busybox", filepath.Join(dir, "bin", a))
-	}
-	os.WriteFile(filepath.Join(dir, ".sbx", "sbx-agent"), nil, 0o755)
-}
 
 // TestOCIConformance runs the same lifecycle against each installed runtime:
 // run with an inherited fd, state, list, update, kill, wait, delete.
@@ -79,7 +59,12 @@ func TestOCIConformance(t *testing.T) {
 				// uid and must traverse to the rootfs.
 				os.Chmod(bundle, 0o711)
 				os.Chmod(filepath.Dir(bundle), 0o711)
-				busyboxRootfs(t, filepath.Join(bundle, "rootfs"))
+				if err := image.BuildBusyboxRootfs(t.Context(), filepath.Join(bundle, "rootfs")); err != nil {
+					testutil.Unavailable(t, err.Error())
+				}
+				// The agent's bind mount target.
+				os.MkdirAll(filepath.Join(bundle, "rootfs", ".sbx"), 0o755)
+				os.WriteFile(filepath.Join(bundle, "rootfs", ".sbx", "sbx-agent"), nil, 0o755)
 				id := fmt.Sprintf("sbxtest-%s-%v-%d", class, userns, os.Getpid())
 				opts := SpecOptions{
 					ID: id, Hostname: "conformance", Rootfs: "rootfs",

@@ -34,24 +34,6 @@ func (o oneLayer) Resolve(_ context.Context, _, ref string) (image.Image, error)
 	return image.Image{Ref: ref, Digest: "sha256:0000", Layers: []string{o.dir}}, nil
 }
 
-func busyboxLayer(t *testing.T, dir string) {
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		testutil.Unavailable(t, "busybox-static is not installed")
-	}
-	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "root", "etc"} {
-		os.MkdirAll(filepath.Join(dir, d), 0o755)
-	}
-	b, _ := os.ReadFile(bb)
-	os.WriteFile(filepath.Join(dir, "bin", "busybox"), b, 0o755)
-	out, _ := exec.Command(bb, "--list").Output()
-	for _, a := range strings.Fields(string(out)) {
-		os.Symlink("busybox", filepath.Join(dir, "bin", a))
-	}
-	os.WriteFile(filepath.Join(dir, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nsbx:x:1000:1000::/home/sbx:/bin/sh\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "etc", "group"), []byte("root:x:0:\nsbx:x:1000:\n"), 0o644)
-}
-
 func newService(t *testing.T, class string, userns bool) (*sandbox.Service, store.Store, string) {
 	testutil.RequireRoot(t)
 	if _, err := exec.LookPath(class); err != nil {
@@ -72,7 +54,9 @@ func newService(t *testing.T, class string, userns bool) (*sandbox.Service, stor
 		t.Fatalf("building the agent: %v\n%s", err, out)
 	}
 	layer := filepath.Join(dir, "layer")
-	busyboxLayer(t, layer)
+	if err := image.BuildBusyboxRootfs(ctx, layer); err != nil {
+		testutil.Unavailable(t, err.Error())
+	}
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "db"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
