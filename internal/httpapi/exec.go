@@ -1,0 +1,205 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sbx-sh/sbx/internal/agent"
+	"github.com/sbx-sh/sbx/internal/errdefs"
+	"github.com/sbx-sh/sbx/internal/store"
+	sbx "github.com/sbx-sh/sbx/sdk/go"
+)
+
+// wantsNDJSON reports whether the client asked for a streamed answer.
+func wantsNDJSON(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == sbx.NDJSON {
+			return true
+		}
+	}
+	return false
+}
+
+func toExitStatus(e *agent.ExitStatus) *sbx.ExitStatus {
+	return &sbx.ExitStatus{
+		Code: e.Code, Signal: e.Signal, TimedOut: e.TimedOut, OOMKilled: e.OOMKilled,
+		DurationMS: e.Duration.Milliseconds(),
+	}
+}
+
+// toAgentExec checks an exec request and turns it into the agent's.
+func toAgentExec(req sbx.ExecRequest) (agent.ExecRequest, error) {
+	if (len(req.Argv) == 0) == (req.Shell == "") {
+		return agent.ExecRequest{}, invalidf("exactly one of argv and shell must be given")
+	}
+	if req.TimeoutSeconds < 0 || math.IsNaN(req.TimeoutSeconds) || req.TimeoutSeconds > 365*24*3600 {
+		return agent.ExecRequest{}, invalidf("timeout_seconds must not be negative")
+	}
+	out := agent.ExecRequest{
+		Argv: req.Argv, Shell: req.Shell, Cwd: req.Cwd, User: req.User,
+		Timeout: time.Duration(req.TimeoutSeconds * float64(time.Second)),
+		Stdin:   req.Stdin != nil,
+	}
+	keys := make([]string, 0, len(req.Env))
+	for k := range req.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return agent.ExecRequest{}, invalidf("invalid environment variable name %q", k)
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		out.Env = append(out.Env, k+"="+req.Env[k])
+	}
+	return out, nil
+}
+
+func (h *handler) execSandbox(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	var req sbx.ExecRequest
+	if !h.decodeOrFail(w, r, &req, false) {
+		return
+	}
+	areq, err := toAgentExec(req)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	// The request's context: a client that goes away cancels the exec.
+	p, err := h.exec(r.Context(), t.ID, r.PathValue("id"), areq)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	defer p.Close()
+	if areq.Stdin {
+		go func() {
+			if len(req.Stdin) > 0 {
+				if _, err := p.Write(req.Stdin); err != nil {
+					return
+				}
+			}
+			p.CloseStdin()
+		}()
+	}
+	if wantsNDJSON(r) {
+		h.streamExec(w, r, p)
+		return
+	}
+	h.bufferExec(w, r, p)
+}
+
+// streamExec sends each frame as one NDJSON line, flushed.
+func (h *handler) streamExec(w http.ResponseWriter, r *http.Request, p Process) {
+	w.Header().Set("Content-Type", sbx.NDJSON)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	send := func(f sbx.ExecFrame) bool {
+		if err := enc.Encode(f); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	rc.Flush()
+	for {
+		f, err := p.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("the command's stream ended without an exit status")
+			}
+			if r.Context().Err() != nil {
+				return // the client left; Close kills the command
+			}
+			status, code := statusOf(err)
+			if status == http.StatusInternalServerError {
+				h.log.ErrorContext(r.Context(), "exec stream", "path", r.URL.Path, "err", err)
+			}
+			send(sbx.ExecFrame{Type: sbx.FrameError, Code: code, Message: publicMessage(err)})
+			return
+		}
+		switch f.Kind {
+		case agent.FrameStdout:
+			if !send(sbx.ExecFrame{Type: sbx.FrameStdout, Data: f.Data}) {
+				return
+			}
+		case agent.FrameStderr:
+			if !send(sbx.ExecFrame{Type: sbx.FrameStderr, Data: f.Data}) {
+				return
+			}
+		case agent.FrameExit:
+			if f.Exit == nil {
+				send(sbx.ExecFrame{Type: sbx.FrameError, Code: sbx.CodeInternal, Message: "exit frame without status"})
+				return
+			}
+			send(sbx.ExecFrame{Type: sbx.FrameExit, Exit: toExitStatus(f.Exit)})
+			return
+		case agent.FrameError:
+			// The agent could not start the command (no such program,
+			// unknown user, bad cwd): the caller's input.
+			send(sbx.ExecFrame{Type: sbx.FrameError, Code: sbx.CodeInvalidArgument, Message: string(f.Data)})
+			return
+		}
+	}
+}
+
+// capped keeps the first max bytes written to it and counts the rest.
+type capped struct {
+	buf       []byte
+	max       int
+	truncated bool
+}
+
+func (c *capped) add(p []byte) {
+	if room := c.max - len(c.buf); room < len(p) {
+		p = p[:max(room, 0)]
+		c.truncated = true
+	}
+	c.buf = append(c.buf, p...)
+}
+
+// bufferExec collects the output and answers once the command has ended.
+// Past the cap, output is still read (and dropped) so that the command is
+// never blocked on a full pipe.
+func (h *handler) bufferExec(w http.ResponseWriter, r *http.Request, p Process) {
+	stdout := &capped{max: h.cfg.MaxExecOutput}
+	stderr := &capped{max: h.cfg.MaxExecOutput}
+	for {
+		f, err := p.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("the command's stream ended without an exit status")
+			}
+			h.writeError(w, r, err)
+			return
+		}
+		switch f.Kind {
+		case agent.FrameStdout:
+			stdout.add(f.Data)
+		case agent.FrameStderr:
+			stderr.add(f.Data)
+		case agent.FrameError:
+			h.writeError(w, r, errdefs.Public(errdefs.ErrInvalidArgument, string(f.Data)))
+			return
+		case agent.FrameExit:
+			if f.Exit == nil {
+				h.writeError(w, r, errors.New("exit frame without status"))
+				return
+			}
+			e := toExitStatus(f.Exit)
+			writeJSON(w, http.StatusOK, sbx.ExecResult{
+				ExitCode: e.Code, Signal: e.Signal, TimedOut: e.TimedOut, OOMKilled: e.OOMKilled, DurationMS: e.DurationMS,
+				Stdout: strings.ToValidUTF8(string(stdout.buf), "\uFFFD"), Stderr: strings.ToValidUTF8(string(stderr.buf), "\uFFFD"),
+				StdoutTruncated: stdout.truncated, StderrTruncated: stderr.truncated,
+			})
+			return
+		}
+	}
+}
