@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -78,6 +79,9 @@ func (h *handler) execSandbox(w http.ResponseWriter, r *http.Request, t store.Te
 		return
 	}
 	defer p.Close()
+	// A client that goes away ends the stream even while Recv waits.
+	stop := context.AfterFunc(r.Context(), func() { p.Close() })
+	defer stop()
 	if areq.Stdin {
 		go func() {
 			if len(req.Stdin) > 0 {

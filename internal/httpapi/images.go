@@ -68,9 +68,9 @@ func (h *handler) pullImage(w http.ResponseWriter, r *http.Request, t store.Tena
 		mu       sync.Mutex
 		started  bool
 		finished bool
-		last    time.Time
-		enc     = json.NewEncoder(w)
-		rc      = http.NewResponseController(w)
+		last     time.Time
+		enc      = json.NewEncoder(w)
+		rc       = http.NewResponseController(w)
 	)
 	start := func() {
 		if !started {

@@ -622,6 +622,7 @@ func (p *fakeProc) run(ctx context.Context, argv, env []string) {
 		case <-ctx.Done():
 		case <-p.done:
 		}
+		close(p.frames) // the stream ends without an exit frame
 	case "oom":
 		p.exit(137, "SIGKILL", false, true)
 	case "timeout":
