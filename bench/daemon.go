@@ -32,17 +32,7 @@ func startDaemon(ctx context.Context, bin, work string) (*benchDaemon, error) {
 func (b *benchDaemon) stop() { b.d.Stop() }
 
 func (b *benchDaemon) importRootfs(ctx context.Context, rootfs, ref string) error {
-	tarPath := filepath.Join(filepath.Dir(rootfs), "image.tar")
-	if err := image.WriteRootfsArchive(rootfs, ref, tarPath, image.BusyboxConfig); err != nil {
-		return err
-	}
-	f, err := os.Open(tarPath)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = b.c.ImportImage(ctx, f, ref)
-	return err
+	return b.d.ImportRootfs(ctx, rootfs, ref, filepath.Dir(rootfs), image.BusyboxConfig)
 }
 
 func (b *benchDaemon) create(ctx context.Context, ref, runtime string) (string, error) {

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sbx-sh/sbx/internal/image"
 	"github.com/sbx-sh/sbx/internal/testdaemon"
 	"github.com/sbx-sh/sbx/internal/testutil"
 	sbx "github.com/sbx-sh/sbx/sdk/go"
@@ -61,7 +60,7 @@ func run(m *testing.M) int {
 	}
 	if err == nil {
 		admin = sbx.New(daemon.URL, daemon.AdminKey)
-		err = importBusybox(ctx, admin, testImage)
+		err = daemon.ImportBusybox(ctx, testImage, workDir)
 	}
 	if err != nil {
 		setupErr = err
@@ -83,30 +82,6 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// importBusybox builds the busybox test image and imports it as the admin
-// tenant (whose images every tenant sees).
-func importBusybox(ctx context.Context, c *sbx.Client, ref string) error {
-	dir, err := os.MkdirTemp(workDir, "bb")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if err := image.BuildBusyboxRootfs(ctx, filepath.Join(dir, "rootfs")); err != nil {
-		return err
-	}
-	tarPath := filepath.Join(dir, "image.tar")
-	if err := image.WriteRootfsArchive(filepath.Join(dir, "rootfs"), ref, tarPath, image.BusyboxConfig); err != nil {
-		return err
-	}
-	f, err := os.Open(tarPath)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = c.ImportImage(ctx, f, ref)
-	return err
 }
 
 // setup skips or fails a test when the shared daemon is unavailable.

@@ -1,17 +1,14 @@
 package cli
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/sbx-sh/sbx/internal/image"
 	"github.com/sbx-sh/sbx/internal/testdaemon"
 	"github.com/sbx-sh/sbx/internal/testutil"
-	sbx "github.com/sbx-sh/sbx/sdk/go"
 )
 
 func TestMain(m *testing.M) {
@@ -50,7 +47,7 @@ func TestScripts(t *testing.T) {
 		}
 		d.Stop()
 	}()
-	if err := importBusybox(ctx, d, filepath.Join(dir, "img")); err != nil {
+	if err := d.ImportBusybox(ctx, "sbx/busybox:latest", dir); err != nil {
 		t.Fatal(err)
 	}
 	// A group, so the parallel scripts finish before the daemon stops.
@@ -67,22 +64,4 @@ func TestScripts(t *testing.T) {
 	if leaks := d.Leaks(); len(leaks) > 0 {
 		t.Errorf("left behind: %v", leaks)
 	}
-}
-
-func importBusybox(ctx context.Context, d *testdaemon.Daemon, dir string) error {
-	rootfs := filepath.Join(dir, "rootfs")
-	if err := image.BuildBusyboxRootfs(ctx, rootfs); err != nil {
-		return err
-	}
-	tarPath := filepath.Join(dir, "image.tar")
-	if err := image.WriteRootfsArchive(rootfs, "sbx/busybox:latest", tarPath, image.BusyboxConfig); err != nil {
-		return err
-	}
-	f, err := os.Open(tarPath)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = sbx.New(d.URL, d.AdminKey).ImportImage(ctx, f, "sbx/busybox:latest")
-	return err
 }

@@ -16,6 +16,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/sbx-sh/sbx/internal/image"
+	sbx "github.com/sbx-sh/sbx/sdk/go"
 )
 
 // Daemon is a running sbx daemon process.
@@ -209,4 +214,32 @@ func (d *Daemon) Leaks() []string {
 		}
 	}
 	return leaks
+}
+
+// ImportRootfs imports a root filesystem directory into the daemon as a
+// single-layer image of the admin tenant (seen by every tenant), through the
+// public API. work holds the temporary archive.
+func (d *Daemon) ImportRootfs(ctx context.Context, rootfs, ref, work string, cfg ispec.ImageConfig) error {
+	tarPath := filepath.Join(work, "image.tar")
+	if err := image.WriteRootfsArchive(rootfs, ref, tarPath, cfg); err != nil {
+		return err
+	}
+	defer os.Remove(tarPath)
+	f, err := os.Open(tarPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = sbx.New(d.URL, d.AdminKey).ImportImage(ctx, f, ref)
+	return err
+}
+
+// ImportBusybox builds the busybox test image and imports it as ref.
+func (d *Daemon) ImportBusybox(ctx context.Context, ref, work string) error {
+	rootfs := filepath.Join(work, "busybox-rootfs")
+	if err := image.BuildBusyboxRootfs(ctx, rootfs); err != nil {
+		return err
+	}
+	defer os.RemoveAll(rootfs)
+	return d.ImportRootfs(ctx, rootfs, ref, work, image.BusyboxConfig)
 }
