@@ -95,11 +95,7 @@ func (s *Service) recoverOne(ctx context.Context, sb store.Sandbox, c runtime.St
 				return nil
 			}
 			log.Warn("re-adopting: the agent does not answer; killing the sandbox", "err", err)
-			s.cfg.Runtimes[sb.Runtime].Runtime.Kill(ctx, sb.ID, syscall.SIGKILL)
-			if p, perr := runtime.OpenProcess(c.Pid); perr == nil {
-				p.Wait(ctx)
-				p.Close()
-			}
+			s.killContainer(ctx, sb, c.Pid)
 		}
 		if err := s.release(ctx, sb); err != nil {
 			return err
@@ -113,11 +109,7 @@ func (s *Service) recoverOne(ctx context.Context, sb store.Sandbox, c runtime.St
 	case store.StateStopped, store.StateError, store.StateUnknown:
 		// Nothing should run; release whatever is left.
 		if running {
-			s.cfg.Runtimes[sb.Runtime].Runtime.Kill(ctx, sb.ID, syscall.SIGKILL)
-			if p, err := runtime.OpenProcess(c.Pid); err == nil {
-				p.Wait(ctx)
-				p.Close()
-			}
+			s.killContainer(ctx, sb, c.Pid)
 		}
 		return s.release(ctx, sb)
 	}
@@ -126,13 +118,9 @@ func (s *Service) recoverOne(ctx context.Context, sb store.Sandbox, c runtime.St
 
 func (s *Service) destroyAdopted(ctx context.Context, sb *store.Sandbox, c runtime.State, running bool) error {
 	if running {
-		if p, err := runtime.OpenProcess(c.Pid); err == nil {
-			s.cfg.Runtimes[sb.Runtime].Runtime.Kill(ctx, sb.ID, syscall.SIGKILL)
-			p.Wait(ctx)
-			p.Close()
-		}
+		s.killContainer(ctx, *sb, c.Pid)
 	}
-	if err := s.teardown(ctx, *sb, true); err != nil {
+	if err := s.teardown(ctx, *sb); err != nil {
 		return err
 	}
 	if sb.State == store.StateCreating {

@@ -323,7 +323,7 @@ func (s *Service) insert(ctx context.Context, sb *store.Sandbox, userns bool) er
 // rollback undoes a failed create: it must leave nothing behind.
 func (s *Service) rollback(sb store.Sandbox, log *slog.Logger) {
 	ctx := context.WithoutCancel(s.ctx)
-	if err := s.teardown(ctx, sb, true); err != nil {
+	if err := s.teardown(ctx, sb); err != nil {
 		log.Error("rolling back a failed create", "err", err)
 		s.setState(&sb, store.StateError, "create failed and cleanup failed: "+errdefs.Message(err))
 		return
@@ -506,8 +506,7 @@ func (s *Service) release(ctx context.Context, sb store.Sandbox) error {
 // when grace is 0), and waits for its init to exit.
 func (s *Service) kill(ctx context.Context, sb store.Sandbox, grace time.Duration) error {
 	in := s.instance(sb.ID)
-	rc, ok := s.cfg.Runtimes[sb.Runtime]
-	if in == nil || !ok {
+	if in == nil {
 		return nil
 	}
 	in.stopping = true
@@ -523,10 +522,7 @@ func (s *Service) kill(ctx context.Context, sb store.Sandbox, grace time.Duratio
 			}
 		}
 	}
-	if err := in.proc.Signal(syscall.SIGKILL); err != nil {
-		// Already gone; fall through to wait.
-		_ = rc
-	}
+	in.proc.Signal(syscall.SIGKILL) // an error means it is already gone
 	select {
 	case <-in.done:
 		return nil
@@ -537,26 +533,36 @@ func (s *Service) kill(ctx context.Context, sb store.Sandbox, grace time.Duratio
 
 // teardown stops everything and removes the sandbox's files. It is
 // idempotent and works from any state, including half-made ones.
-func (s *Service) teardown(ctx context.Context, sb store.Sandbox, wait bool) error {
+func (s *Service) teardown(ctx context.Context, sb store.Sandbox) error {
 	if err := s.kill(ctx, sb, 0); err != nil {
 		return err
 	}
 	// Without a live instance (e.g. a crash mid-create), ask the runtime.
 	if rc, ok := s.cfg.Runtimes[sb.Runtime]; ok {
 		if st, err := rc.Runtime.State(ctx, sb.ID); err == nil && st.Status == runtime.StatusRunning {
-			rc.Runtime.Kill(ctx, sb.ID, syscall.SIGKILL)
-			if p, err := runtime.OpenProcess(st.Pid); err == nil {
-				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				p.Wait(wctx)
-				cancel()
-				p.Close()
-			}
+			s.killContainer(ctx, sb, st.Pid)
 		}
 	}
 	if err := s.release(ctx, sb); err != nil {
 		return err
 	}
 	return rootfs.Remove(s.dir(sb.ID))
+}
+
+// killContainer SIGKILLs a container the service does not watch (found
+// through the runtime) and waits up to 30 s for its init to exit.
+func (s *Service) killContainer(ctx context.Context, sb store.Sandbox, pid int) {
+	p, err := runtime.OpenProcess(pid)
+	if err != nil {
+		return // already gone
+	}
+	defer p.Close()
+	if rc, ok := s.cfg.Runtimes[sb.Runtime]; ok {
+		rc.Runtime.Kill(ctx, sb.ID, syscall.SIGKILL)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	p.Wait(wctx)
 }
 
 func (s *Service) setState(sb *store.Sandbox, to store.State, reason string) {
@@ -719,7 +725,7 @@ func (s *Service) Delete(ctx context.Context, tenantID, idOrName string) error {
 func (s *Service) destroy(ctx context.Context, sb *store.Sandbox) error {
 	sb.Desired = store.StateDestroyed
 	s.setState(sb, store.StateDestroying, "")
-	if err := s.teardown(context.WithoutCancel(ctx), *sb, true); err != nil {
+	if err := s.teardown(context.WithoutCancel(ctx), *sb); err != nil {
 		s.setState(sb, store.StateError, "delete failed: "+errdefs.Message(err))
 		return fmt.Errorf("deleting sandbox: %w", err)
 	}
