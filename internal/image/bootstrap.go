@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultPackages make the default image: Python with the data stack,
@@ -95,12 +96,31 @@ func debootstrap(ctx context.Context, rootfs string, o BootstrapOptions) error {
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LANG=C.UTF-8")
 		return cmd.Run()
 	}
-	if err := run("debootstrap", "--variant=minbase", "--include="+strings.Join(o.Packages, ","), o.Suite, rootfs, o.Mirror); err != nil {
+	// debootstrap's own resolver cannot configure large dependency trees
+	// (npm's): make a minimal system, then let apt inside it install.
+	if err := run("debootstrap", "--variant=minbase", o.Suite, rootfs, o.Mirror); err != nil {
 		return fmt.Errorf("debootstrap: %w", err)
 	}
+	sources := fmt.Sprintf("deb %s %s main\ndeb %s %s-updates main\n", o.Mirror, o.Suite, o.Mirror, o.Suite)
+	if err := os.WriteFile(filepath.Join(rootfs, "etc/apt/sources.list"), []byte(sources), 0o644); err != nil {
+		return err
+	}
+	os.WriteFile(filepath.Join(rootfs, "etc/resolv.conf"), mustRead("/etc/resolv.conf"), 0o644)
+	proc := filepath.Join(rootfs, "proc")
+	if err := unix.Mount("proc", proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mounting /proc in the build root: %w", err)
+	}
+	defer unix.Unmount(proc, unix.MNT_DETACH)
+	if err := run("chroot", rootfs, "apt-get", "update", "-qq"); err != nil {
+		return fmt.Errorf("apt-get update in the build root: %w", err)
+	}
+	install := append([]string{rootfs, "apt-get", "install", "-y", "-qq", "--no-install-recommends"}, o.Packages...)
+	if err := run("chroot", install...); err != nil {
+		return fmt.Errorf("installing packages in the build root: %w", err)
+	}
+	run("chroot", rootfs, "apt-get", "clean")
 	if len(o.NPM) > 0 {
 		// The chroot shares the host's network and resolver.
-		os.WriteFile(filepath.Join(rootfs, "etc/resolv.conf"), mustRead("/etc/resolv.conf"), 0o644)
 		if err := run("chroot", append([]string{rootfs, "npm", "install", "-g", "--no-audit", "--no-fund"}, o.NPM...)...); err != nil {
 			fmt.Fprintf(o.Log, "skipping npm packages %v: %v\n", o.NPM, err)
 		}
