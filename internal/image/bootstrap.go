@@ -74,10 +74,11 @@ func BuildDebian(ctx context.Context, dir string, o BootstrapOptions) error {
 		}
 		return Unpack(f, dir)
 	}
-	if err := debootstrap(ctx, dir, o); err != nil {
+	npmFailed, err := debootstrap(ctx, dir, o)
+	if err != nil {
 		return err
 	}
-	if o.CacheDir != "" {
+	if o.CacheDir != "" && !npmFailed {
 		if err := writeCache(dir, cached); err != nil {
 			fmt.Fprintf(o.Log, "not caching the rootfs: %v\n", err)
 		}
@@ -85,9 +86,11 @@ func BuildDebian(ctx context.Context, dir string, o BootstrapOptions) error {
 	return nil
 }
 
-func debootstrap(ctx context.Context, rootfs string, o BootstrapOptions) error {
+// debootstrap builds the tree; npmFailed reports that the npm packages
+// were skipped (such a tree is not cached).
+func debootstrap(ctx context.Context, rootfs string, o BootstrapOptions) (npmFailed bool, err error) {
 	if _, err := exec.LookPath("debootstrap"); err != nil {
-		return fmt.Errorf("debootstrap not found: install the debootstrap package")
+		return false, fmt.Errorf("debootstrap not found: install the debootstrap package")
 	}
 	run := func(name string, args ...string) error {
 		fmt.Fprintf(o.Log, "+ %s %s\n", name, strings.Join(args, " "))
@@ -99,30 +102,38 @@ func debootstrap(ctx context.Context, rootfs string, o BootstrapOptions) error {
 	// debootstrap's own resolver cannot configure large dependency trees
 	// (npm's): make a minimal system, then let apt inside it install.
 	if err := run("debootstrap", "--variant=minbase", o.Suite, rootfs, o.Mirror); err != nil {
-		return fmt.Errorf("debootstrap: %w", err)
+		return false, fmt.Errorf("debootstrap: %w", err)
 	}
 	sources := fmt.Sprintf("deb %s %s main\ndeb %s %s-updates main\n", o.Mirror, o.Suite, o.Mirror, o.Suite)
 	if err := os.WriteFile(filepath.Join(rootfs, "etc/apt/sources.list"), []byte(sources), 0o644); err != nil {
-		return err
+		return false, err
 	}
 	os.WriteFile(filepath.Join(rootfs, "etc/resolv.conf"), mustRead("/etc/resolv.conf"), 0o644)
 	proc := filepath.Join(rootfs, "proc")
 	if err := unix.Mount("proc", proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mounting /proc in the build root: %w", err)
+		return false, fmt.Errorf("mounting /proc in the build root: %w", err)
 	}
 	defer unix.Unmount(proc, unix.MNT_DETACH)
 	if err := run("chroot", rootfs, "apt-get", "update", "-qq"); err != nil {
-		return fmt.Errorf("apt-get update in the build root: %w", err)
+		return false, fmt.Errorf("apt-get update in the build root: %w", err)
 	}
 	install := append([]string{rootfs, "apt-get", "install", "-y", "-qq", "--no-install-recommends"}, o.Packages...)
 	if err := run("chroot", install...); err != nil {
-		return fmt.Errorf("installing packages in the build root: %w", err)
+		return false, fmt.Errorf("installing packages in the build root: %w", err)
 	}
 	run("chroot", rootfs, "apt-get", "clean")
 	if len(o.NPM) > 0 {
-		// The chroot shares the host's network and resolver.
-		if err := run("chroot", append([]string{rootfs, "npm", "install", "-g", "--no-audit", "--no-fund"}, o.NPM...)...); err != nil {
+		// The host's npm (configured for this machine's network) installs
+		// into the tree's /usr/local; the tree's own npm is the fallback.
+		var err error
+		if host, lerr := exec.LookPath("npm"); lerr == nil {
+			err = run(host, append([]string{"install", "-g", "--no-audit", "--no-fund", "--prefix", filepath.Join(rootfs, "usr/local")}, o.NPM...)...)
+		} else {
+			err = run("chroot", append([]string{rootfs, "npm", "install", "-g", "--no-audit", "--no-fund"}, o.NPM...)...)
+		}
+		if err != nil {
 			fmt.Fprintf(o.Log, "skipping npm packages %v: %v\n", o.NPM, err)
+			npmFailed = true
 		}
 		os.RemoveAll(filepath.Join(rootfs, "root/.npm"))
 	}
@@ -140,7 +151,7 @@ func debootstrap(ctx context.Context, rootfs string, o BootstrapOptions) error {
 		}
 	}
 	os.WriteFile(filepath.Join(rootfs, "etc/resolv.conf"), nil, 0o644)
-	return nil
+	return npmFailed, nil
 }
 
 func mustRead(p string) []byte { b, _ := os.ReadFile(p); return b }
