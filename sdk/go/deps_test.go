@@ -1,4 +1,4 @@
-package sbx
+package sbx_test
 
 import (
 	"os/exec"
@@ -6,16 +6,21 @@ import (
 	"testing"
 )
 
-// TestNoInternalImports keeps the public SDK public: it must import
-// nothing from the module's internal packages.
+// The SDK is the public surface: it must build without any of sbx's
+// internal packages, or users could not vendor it alone.
 func TestNoInternalImports(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	out, err := exec.Command("go", "list", "-deps", "-test", ".").CombinedOutput()
 	if err != nil {
-		t.Fatalf("go list: %v", err)
+		t.Fatalf("go list: %v\n%s", err, out)
 	}
-	for _, dep := range strings.Fields(string(out)) {
-		if strings.Contains(dep, "github.com/sbx-sh/sbx/internal") {
-			t.Errorf("sdk/go depends on %s", dep)
+	var deps int
+	for _, p := range strings.Fields(string(out)) {
+		deps++
+		if strings.HasPrefix(p, "github.com/sbx-sh/sbx/internal") || p == "github.com/sbx-sh/sbx/api" {
+			t.Errorf("the SDK depends on %s", p)
 		}
+	}
+	if deps < 10 {
+		t.Fatalf("go list -deps listed only %d packages: %s", deps, out)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -534,7 +535,7 @@ func (f *Fake) Exec(ctx context.Context, tenantID, idOrName string, req agent.Ex
 	if req.Shell != "" {
 		argv = strings.Fields(req.Shell)
 	}
-	p := &fakeProc{f: f, id: sb.ID, frames: make(chan agent.Frame, 16), done: make(chan struct{})}
+	p := &fakeProc{ctx: ctx, f: f, id: sb.ID, frames: make(chan agent.Frame, 16), done: make(chan struct{})}
 	p.stdinR, p.stdinW = io.Pipe()
 	if !req.Stdin {
 		p.stdinW.Close()
@@ -544,6 +545,7 @@ func (f *Fake) Exec(ctx context.Context, tenantID, idOrName string, req agent.Ex
 }
 
 type fakeProc struct {
+	ctx            context.Context
 	f              *Fake
 	id             string
 	frames         chan agent.Frame
@@ -634,7 +636,15 @@ func (p *fakeProc) run(ctx context.Context, argv, env []string) {
 }
 
 func (p *fakeProc) Recv() (agent.Frame, error) {
-	fr, ok := <-p.frames
+	var fr agent.Frame
+	var ok bool
+	select {
+	case fr, ok = <-p.frames:
+	case <-p.ctx.Done():
+		return agent.Frame{}, p.ctx.Err()
+	case <-p.done:
+		return agent.Frame{}, errors.New("process closed")
+	}
 	if !ok {
 		return agent.Frame{}, io.EOF
 	}
