@@ -88,11 +88,7 @@ func (s *Store) importDocker(ctx context.Context, tenantID string, f *os.File, r
 			return nil, errdefs.Publicf(errdefs.ErrInvalidArgument, "reading image %d of the archive: %v", i, err)
 		}
 		for _, r := range refs {
-			norm, err := Normalize(r)
-			if err != nil {
-				return nil, err
-			}
-			img, err := s.ingest(ctx, tenantID, norm, vimg)
+			img, err := s.ingest(ctx, tenantID, r, vimg)
 			if err != nil {
 				return nil, err
 			}
@@ -139,11 +135,7 @@ func (s *Store) importOCI(ctx context.Context, tenantID string, f *os.File, ref 
 		if err != nil {
 			return nil, errdefs.Publicf(errdefs.ErrInvalidArgument, "image %d of the layout: %v", i, err)
 		}
-		norm, err := Normalize(r)
-		if err != nil {
-			return nil, err
-		}
-		img, err := s.ingest(ctx, tenantID, norm, vimg)
+		img, err := s.ingest(ctx, tenantID, r, vimg)
 		if err != nil {
 			return nil, err
 		}

@@ -105,15 +105,11 @@ func RootfsImage(dir string, cfg ispec.ImageConfig) (v1.Image, error) {
 
 // ImportRootfs turns a directory into a single-layer image named ref.
 func (s *Store) ImportRootfs(ctx context.Context, tenantID, dir, ref string, cfg ispec.ImageConfig) (Image, error) {
-	norm, err := Normalize(ref)
-	if err != nil {
-		return Image{}, err
-	}
 	vimg, err := RootfsImage(dir, cfg)
 	if err != nil {
 		return Image{}, err
 	}
-	return s.ingest(ctx, tenantID, norm, vimg)
+	return s.ingest(ctx, tenantID, ref, vimg)
 }
 
 // WriteRootfsArchive writes dir as a docker-archive tarball of a

@@ -195,8 +195,12 @@ func (s *Store) layerDir(diffID v1.Hash) string {
 }
 
 // ingest writes an image's blobs, unpacks its layers (each once) and
-// records the reference for the tenant.
+// records the (normalized) reference for the tenant.
 func (s *Store) ingest(ctx context.Context, tenantID, ref string, vimg v1.Image) (Image, error) {
+	ref, err := Normalize(ref)
+	if err != nil {
+		return Image{}, err
+	}
 	d, err := vimg.Digest()
 	if err != nil {
 		return Image{}, err

@@ -781,7 +781,7 @@ func (s *Service) Resize(ctx context.Context, tenantID, idOrName string, r Resiz
 	}
 	if sb.State == store.StateStarted {
 		lim := limitsOf(next)
-		spec := runtimeResources(lim)
+		spec := runtime.LimitResources(lim)
 		if err := s.cfg.Runtimes[sb.Runtime].Runtime.Update(ctx, sb.ID, spec); err != nil {
 			return sb, fmt.Errorf("resizing sandbox: %w", err)
 		}

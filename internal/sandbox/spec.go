@@ -93,8 +93,6 @@ func limitsOf(r store.Resources) runtime.Limits {
 	return runtime.Limits{CPU: r.CPU, MemoryBytes: r.MemoryMB << 20, Pids: r.Pids}
 }
 
-func runtimeResources(l runtime.Limits) *specs.LinuxResources { return runtime.LimitResources(l) }
-
 // prepareRoot creates the working directory and the agent's mount point
 // inside the sandbox's root, symlink-safely (the image and the sandbox's own
 // files are untrusted), owned by the sandbox's root.
