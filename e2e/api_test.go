@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -118,5 +117,4 @@ func TestBadInput(t *testing.T) {
 	if err != nil || len(page.Items) != 1 {
 		t.Errorf("sandboxes after the bad creates: %d (%v)", len(page.Items), err)
 	}
-	_ = bytes.MinRead
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sys/unix"
 
 	"github.com/sbx-sh/sbx/internal/errdefs"
@@ -309,7 +308,6 @@ func TestImportArchives(t *testing.T) {
 	if err := s.Remove(ctx, "a", "example/oci:1"); !errors.Is(err, errdefs.ErrConflict) {
 		t.Errorf("removing an image in use: %v", err)
 	}
-	_ = tarball.Image
 }
 
 func TestHostMirror(t *testing.T) {
