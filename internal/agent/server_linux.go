@@ -29,6 +29,11 @@ type ServerConfig struct {
 	// User is the default user of an exec ("name", "uid", "uid:gid");
 	// "" runs as the agent's own user.
 	User string
+	// FilesRoot is the directory the file API is confined to (through
+	// os.Root, so no path or symlink resolves outside it); "" means "/",
+	// the sandbox's root as the agent sees it. Relative paths are taken
+	// from Dir.
+	FilesRoot string
 	// EtcDir holds the passwd and group files users are resolved
 	// against; "" means /etc.
 	EtcDir string
@@ -46,15 +51,18 @@ type ServerConfig struct {
 // server is the state shared by the HTTP handlers, the exec sessions and
 // the init loop.
 type server struct {
-	log     *slog.Logger
-	reaper  *reaper
-	env     []string
-	dir     string
-	user    string
-	etcDir  string
-	started time.Time
-	logs    *ring
-	ctx     context.Context // ends when the server stops
+	log    *slog.Logger
+	reaper *reaper
+	env    []string
+	dir    string
+	user   string
+	etcDir string
+	// filesRoot confines the toolbox's file and code work; see
+	// ServerConfig.FilesRoot.
+	filesRoot string
+	started   time.Time
+	logs      *ring
+	ctx       context.Context // ends when the server stops
 
 	mu       sync.Mutex
 	ep       *EntrypointStatus // nil without an entrypoint
@@ -65,17 +73,18 @@ type server struct {
 
 func newServer(ctx context.Context, cfg ServerConfig) (*server, error) {
 	s := &server{
-		log:      cfg.Logger,
-		reaper:   cfg.reaper,
-		env:      cfg.Env,
-		dir:      cfg.Dir,
-		user:     cfg.User,
-		etcDir:   cfg.EtcDir,
-		started:  time.Now(),
-		logs:     newRing(cfg.LogLimit),
-		ctx:      ctx,
-		epDone:   make(chan struct{}),
-		sessions: make(map[*execSession]struct{}),
+		log:       cfg.Logger,
+		reaper:    cfg.reaper,
+		env:       cfg.Env,
+		dir:       cfg.Dir,
+		user:      cfg.User,
+		etcDir:    cfg.EtcDir,
+		filesRoot: cfg.FilesRoot,
+		started:   time.Now(),
+		logs:      newRing(cfg.LogLimit),
+		ctx:       ctx,
+		epDone:    make(chan struct{}),
+		sessions:  make(map[*execSession]struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -92,6 +101,9 @@ func newServer(ctx context.Context, cfg ServerConfig) (*server, error) {
 			return nil, fmt.Errorf("getting working directory: %w", err)
 		}
 		s.dir = wd
+	}
+	if s.filesRoot == "" {
+		s.filesRoot = "/"
 	}
 	if s.etcDir == "" {
 		s.etcDir = "/etc"
@@ -122,6 +134,14 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	mux.HandleFunc("GET /v1/health", s.handleHealth)
 	mux.HandleFunc("GET /v1/logs", s.handleLogs)
 	mux.HandleFunc("POST /v1/exec", s.handleExec)
+	// The toolbox: one file and one routes function per capability.
+	s.fileRoutes(mux)
+
+	s.codeRoutes(mux)
+
+	s.ptyRoutes(mux)
+
+	s.sessionRoutes(mux)
 	srv := &http.Server{
 		Handler:           s.checkVersion(mux),
 		ReadHeaderTimeout: 30 * time.Second,

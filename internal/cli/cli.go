@@ -104,6 +104,9 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.key, "api-key", "", "API key (env SBX_API_KEY)")
 	pf.BoolVar(&g.json, "json", false, "print JSON")
 	root.AddCommand(sandboxCommands(g)...)
+	root.AddCommand(cpCommand(g))
+
+	root.AddCommand(runCommand(g))
 	root.AddCommand(imageCommand(g), tenantCommand(g), keyCommand(g), versionCommand(g))
 	return root
 }

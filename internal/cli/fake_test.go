@@ -27,6 +27,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 func fakeServer(t *testing.T) (*apitest.Fake, string) {
 	t.Helper()
 	f := apitest.NewFake()
+	t.Cleanup(f.Close)
 	api := httptest.NewServer(f.Handler("fake-1"))
 	t.Cleanup(api.Close)
 	u, _ := url.Parse(api.URL)

@@ -46,6 +46,10 @@ type Sandboxes interface {
 	SetLabels(ctx context.Context, tenantID, idOrName string, labels map[string]string) (store.Sandbox, error)
 	Logs(ctx context.Context, tenantID, idOrName string, follow bool) (io.ReadCloser, error)
 	Events(ctx context.Context, tenantID, idOrName string, afterSeq int64) ([]store.Event, error)
+	// Agent returns the agent of a started sandbox (ErrConflict when it
+	// is not started): the toolbox routes (files, code, sessions,
+	// terminals) call it directly.
+	Agent(ctx context.Context, tenantID, idOrName string) (*agent.Client, error)
 }
 
 // Process is a running command, as exec streams it.
@@ -172,6 +176,14 @@ func New(cfg Config) http.Handler {
 	route("GET /v1/sandboxes/{id}/events", h.events)
 	route("GET /v1/sandboxes/{id}/logs", h.logs)
 	route("POST /v1/sandboxes/{id}/exec", h.execSandbox)
+	// The toolbox: one file and one routes function per capability.
+	h.fileRoutes(route)
+
+	h.codeRoutes(route)
+
+	h.ptyRoutes(route)
+
+	h.sessionRoutes(route)
 
 	route("GET /v1/images", h.listImages)
 	route("POST /v1/images/pull", h.pullImage)

@@ -32,6 +32,7 @@ type env struct {
 func newEnv(t *testing.T, mod ...func(*httpapi.Config)) *env {
 	t.Helper()
 	f := apitest.NewFake()
+	t.Cleanup(f.Close)
 	cfg := httpapi.Config{Sandboxes: f, Images: f.ImageStore(), Auth: f, Version: "test-1"}
 	for _, m := range mod {
 		m(&cfg)

@@ -823,6 +823,17 @@ func (s *Service) agentOf(ctx context.Context, tenantID, idOrName string) (store
 	return sb, in, nil
 }
 
+// Agent returns the agent of a started sandbox, for the toolbox calls
+// (files, code, sessions, terminals) that need no lifecycle work. A
+// sandbox that is not started answers ErrConflict.
+func (s *Service) Agent(ctx context.Context, tenantID, idOrName string) (*agent.Client, error) {
+	_, in, err := s.agentOf(ctx, tenantID, idOrName)
+	if err != nil {
+		return nil, err
+	}
+	return in.agent, nil
+}
+
 // Process is a command running in a sandbox.
 type Process struct {
 	*agent.Process

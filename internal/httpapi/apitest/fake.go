@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -53,6 +56,7 @@ type Fake struct {
 	images    map[string]map[string]image.Image // tenant -> ref -> image
 	errs      map[string]error
 	closed    []string // IDs of sandboxes whose exec was abandoned
+	agents    map[string]*fakeAgent
 	// AdminID is the admin tenant's ID.
 	AdminID string
 }
@@ -78,6 +82,7 @@ func NewFake() *Fake {
 		now: Epoch, tenants: map[string]store.Tenant{}, keys: map[string]store.APIKey{},
 		sandboxes: map[string]store.Sandbox{}, logs: map[string]string{},
 		images: map[string]map[string]image.Image{}, errs: map[string]error{},
+		agents: map[string]*fakeAgent{},
 	}
 	admin := f.addTenant("admin", store.Limits{}, true)
 	f.AdminID = admin.ID
@@ -515,6 +520,84 @@ func (f *Fake) Logs(ctx context.Context, tenantID, idOrName string, follow bool)
 		pw.Close()
 	}()
 	return pr, nil
+}
+
+// fakeAgent is a real agent server (agent.Serve) for one fake sandbox,
+// rooted at a temporary directory that stands for the sandbox's root.
+type fakeAgent struct {
+	dir    string
+	client *agent.Client
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Agent implements httpapi.Sandboxes: a real agent server per started
+// sandbox, listening on a unix socket in a temporary directory, with its
+// files rooted at AgentRoot(id). The toolbox routes thus run the real
+// agent code without a sandbox; Close stops the servers.
+func (f *Fake) Agent(ctx context.Context, tenantID, idOrName string) (*agent.Client, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail("Agent"); err != nil {
+		return nil, err
+	}
+	sb, err := f.get(tenantID, idOrName)
+	if err != nil {
+		return nil, err
+	}
+	if sb.State != store.StateStarted {
+		return nil, errdefs.Publicf(errdefs.ErrConflict, "sandbox %s is %s, not started", sb.ID, sb.State)
+	}
+	if a, ok := f.agents[sb.ID]; ok {
+		return a.client, nil
+	}
+	dir, err := os.MkdirTemp("", "sbxfake")
+	if err != nil {
+		return nil, err
+	}
+	root := filepath.Join(dir, "root")
+	if err := os.MkdirAll(filepath.Join(root, "tmp"), 0o755); err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(dir, "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	actx, cancel := context.WithCancel(context.Background())
+	a := &fakeAgent{dir: dir, client: agent.NewClient(sock), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		agent.Serve(actx, ln, agent.ServerConfig{Dir: root, FilesRoot: root})
+	}()
+	f.agents[sb.ID] = a
+	return a.client, nil
+}
+
+// AgentRoot is the directory that stands for sandbox id's root in its
+// fake agent ("" before the first toolbox call).
+func (f *Fake) AgentRoot(id string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if a, ok := f.agents[id]; ok {
+		return filepath.Join(a.dir, "root")
+	}
+	return ""
+}
+
+// Close stops the fake agents and removes their directories.
+func (f *Fake) Close() {
+	f.mu.Lock()
+	agents := f.agents
+	f.agents = map[string]*fakeAgent{}
+	f.mu.Unlock()
+	for _, a := range agents {
+		a.cancel()
+		<-a.done
+		a.client.Close()
+		os.RemoveAll(a.dir)
+	}
 }
 
 // Exec implements httpapi.ProcessExecer with the built-in command set.

@@ -1,0 +1,5 @@
+package agent
+
+import "net/http"
+
+func (s *server) codeRoutes(mux *http.ServeMux) {}

@@ -1,0 +1,5 @@
+package agent
+
+import "net/http"
+
+func (s *server) ptyRoutes(mux *http.ServeMux) {}

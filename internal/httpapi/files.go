@@ -1,0 +1,10 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/sbx-sh/sbx/internal/store"
+)
+
+func (h *handler) fileRoutes(route func(string, func(http.ResponseWriter, *http.Request, store.Tenant))) {
+}
