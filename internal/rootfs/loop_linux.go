@@ -26,17 +26,74 @@ func mountDisk(dir string) error {
 		return fmt.Errorf("opening disk image: %w", err)
 	}
 	defer backing.Close()
+	// The last mount of this image may still be alive though unmounted
+	// here: a copy of it in another mount namespace (a container being
+	// set up copies the host's mount table) keeps its superblock, with
+	// unwritten data, and its loop device. Mounting the image through a
+	// second loop device would make a second, stale superblock of the same
+	// disk and lose or corrupt files; mounting the same loop device again
+	// gets the live superblock back.
+	if ok, err := remountLive(dir, backing, target); err != nil || ok {
+		return err
+	}
 	loop, err := attachLoop(backing)
 	if err != nil {
 		return err
 	}
 	defer loop.Close()
+	if err := mountLoop(loop.Name(), target); err != nil {
+		return err
+	}
+	// Remembered for remountLive; a stale or missing record only costs
+	// the check.
+	os.WriteFile(loopRecord(dir), []byte(loop.Name()), 0o600)
+	return nil
+}
+
+func loopRecord(dir string) string { return diskImage(dir) + ".loop" }
+
+func mountLoop(dev, target string) error {
 	// noinit_itable: the image is sparse, so its inode tables already read
 	// as zeros and need no background initialisation.
-	if err := unix.Mount(loop.Name(), target, "ext4", unix.MS_NOSUID|unix.MS_NODEV, "noinit_itable"); err != nil {
+	if err := unix.Mount(dev, target, "ext4", unix.MS_NOSUID|unix.MS_NODEV, "noinit_itable"); err != nil {
 		return fmt.Errorf("mounting disk image: %w", err)
 	}
 	return nil
+}
+
+// remountLive mounts the loop device recorded for dir if it still serves
+// this very image file, and reports whether it did.
+func remountLive(dir string, backing *os.File, target string) (bool, error) {
+	name, err := os.ReadFile(loopRecord(dir))
+	if err != nil {
+		return false, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(backing.Fd()), &st); err != nil {
+		return false, err
+	}
+	serves := func() bool {
+		dev, err := os.OpenFile(string(name), os.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return false
+		}
+		defer dev.Close()
+		info, err := unix.IoctlLoopGetStatus64(int(dev.Fd()))
+		return err == nil && info.Inode == st.Ino && info.Device == st.Dev
+	}
+	if !serves() {
+		return false, nil
+	}
+	if err := mountLoop(string(name), target); err != nil {
+		return false, nil // cleared meanwhile: attach afresh
+	}
+	// Our mount now holds the device; check it was not cleared and
+	// re-attached to another image between the check and the mount.
+	if !serves() {
+		unix.Unmount(target, unix.MNT_DETACH)
+		return false, nil
+	}
+	return true, nil
 }
 
 var errLoopBusy = errors.New("loop device busy")
