@@ -98,6 +98,7 @@ type Auth interface {
 const (
 	DefaultMaxExecOutput = 10 << 20 // per stream of a buffered exec
 	DefaultMaxImportSize = 20 << 30 // bytes of an imported tarball
+	DefaultMaxUploadSize = 20 << 30 // bytes of one file or archive upload
 	maxJSONBody          = 1 << 20
 )
 
@@ -114,6 +115,9 @@ type Config struct {
 	MaxExecOutput int
 	// MaxImportSize caps an imported tarball; 0 means DefaultMaxImportSize.
 	MaxImportSize int64
+	// MaxUploadSize caps one file or archive upload (the sandbox's disk
+	// quota caps it too); 0 means DefaultMaxUploadSize.
+	MaxUploadSize int64
 }
 
 type handler struct {
@@ -133,6 +137,9 @@ func New(cfg Config) http.Handler {
 	}
 	if h.cfg.MaxImportSize <= 0 {
 		h.cfg.MaxImportSize = DefaultMaxImportSize
+	}
+	if h.cfg.MaxUploadSize <= 0 {
+		h.cfg.MaxUploadSize = DefaultMaxUploadSize
 	}
 	switch e := cfg.Sandboxes.(type) {
 	case serviceExecer:
