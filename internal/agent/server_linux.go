@@ -69,6 +69,9 @@ type server struct {
 	epPgid   int               // 0 unless the entrypoint is running
 	epDone   chan struct{}     // closed when the entrypoint has ended (or never started)
 	sessions map[*execSession]struct{}
+
+	// shells are the named session shells (session_linux.go).
+	shells shellSet
 }
 
 func newServer(ctx context.Context, cfg ServerConfig) (*server, error) {
