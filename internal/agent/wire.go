@@ -73,12 +73,14 @@ type wireError struct {
 
 // kindNames maps the errdefs kinds that cross the wire to stable names.
 var kindNames = map[error]string{
-	errdefs.ErrNotFound:         "not_found",
-	errdefs.ErrInvalidArgument:  "invalid_argument",
-	errdefs.ErrPermissionDenied: "permission_denied",
-	errdefs.ErrUnavailable:      "unavailable",
-	errdefs.ErrConflict:         "conflict",
-	errdefs.ErrTooLarge:         "too_large",
+	errdefs.ErrNotFound:          "not_found",
+	errdefs.ErrInvalidArgument:   "invalid_argument",
+	errdefs.ErrPermissionDenied:  "permission_denied",
+	errdefs.ErrUnavailable:       "unavailable",
+	errdefs.ErrConflict:          "conflict",
+	errdefs.ErrAlreadyExists:     "already_exists",
+	errdefs.ErrResourceExhausted: "resource_exhausted",
+	errdefs.ErrTooLarge:          "too_large",
 }
 
 func kindName(err error) string { return kindNames[errdefs.Kind(err)] }
