@@ -2,13 +2,16 @@ package httpapi_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
@@ -220,3 +223,68 @@ func TestPTYErrors(t *testing.T) {
 }
 
 func errOf[T any](_ T, err error) error { return err }
+
+// The socket's messages as a non-Go client sees them: text JSON control
+// around binary terminal bytes.
+func TestPTYWebSocketMessages(t *testing.T) {
+	if _, err := os.Stat("/dev/ptmx"); err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	e := newEnv(t)
+	ctx := t.Context()
+	sb, err := e.sdk.CreateSandbox(ctx, sbx.CreateSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sdk.CreatePTY(ctx, sb.ID, sbx.CreatePTYRequest{ID: "raw", Argv: []string{"/bin/sh", "-c", "read line; stty size; echo got-$line; exit 7"}}); err != nil {
+		t.Fatal(err)
+	}
+	ws, _, err := websocket.Dial(ctx, e.srv.URL+"/v1/sandboxes/"+sb.ID+"/ptys/raw/connect", &websocket.DialOptions{
+		HTTPClient: e.hc, HTTPHeader: http.Header{"Authorization": {"Bearer " + apitest.AdminKey}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	typ, data, err := ws.Read(ctx)
+	var hello map[string]any
+	if err != nil || typ != websocket.MessageText || json.Unmarshal(data, &hello) != nil || hello["type"] != "connected" {
+		t.Fatalf("first message %v %s %v, want connected", typ, data, err)
+	}
+	if pty, _ := hello["pty"].(map[string]any); pty["id"] != "raw" || pty["running"] != true {
+		t.Fatalf("connected: %s", data)
+	}
+	if err := ws.Write(ctx, websocket.MessageText, []byte(`{"type":"resize","cols":77,"rows":11}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.Write(ctx, websocket.MessageBinary, []byte("x\n")); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	for {
+		typ, data, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v; output %q", err, out.String())
+		}
+		if typ == websocket.MessageBinary {
+			out.Write(data)
+			continue
+		}
+		if got := strings.ReplaceAll(out.String(), "\r", ""); !strings.Contains(got, "11 77\ngot-x\n") {
+			t.Errorf("output %q", out.String())
+		}
+		want := `{"type":"exit","exit":{"code":7,"signal":"","timed_out":false,"oom_killed":false,"duration_ms":0}}`
+		var m sbx.PTYMessage
+		if err := json.Unmarshal(data, &m); err != nil || m.Exit == nil {
+			t.Fatalf("last message %s: %v", data, err)
+		}
+		m.Exit.DurationMS = 0
+		if got, _ := json.Marshal(m); string(got) != want {
+			t.Fatalf("last message %s, want %s", got, want)
+		}
+		break
+	}
+	if _, _, err := ws.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Fatalf("after exit: %v, want a normal close", err)
+	}
+}
