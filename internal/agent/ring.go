@@ -11,9 +11,14 @@ import (
 // written), so a reader that falls more than limit behind skips ahead
 // instead of holding the writer back: the entrypoint must never block on
 // a slow log reader.
+//
+// The buffer grows with the output up to the limit, so that a quiet
+// writer (an idle terminal) costs little: until then buf holds every byte
+// ever written, and after it wraps len(buf) is the limit.
 type ring struct {
 	mu      sync.Mutex
 	buf     []byte
+	limit   int
 	total   int64 // bytes ever written
 	closed  bool
 	changed chan struct{} // closed and replaced on every write and on close
@@ -23,7 +28,7 @@ func newRing(limit int) *ring {
 	if limit <= 0 {
 		limit = 1 << 20
 	}
-	return &ring{buf: make([]byte, limit), changed: make(chan struct{})}
+	return &ring{buf: make([]byte, 0, min(limit, 4<<10)), limit: limit, changed: make(chan struct{})}
 }
 
 // Write appends p, dropping the oldest bytes beyond the limit.
@@ -31,6 +36,18 @@ func (r *ring) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := len(p)
+	if len(r.buf) < r.limit {
+		// Still growing: append what fits, then wrap as usual.
+		k := min(len(p), r.limit-len(r.buf))
+		if len(r.buf)+k > cap(r.buf) {
+			grown := make([]byte, len(r.buf), min(max(2*cap(r.buf), len(r.buf)+k), r.limit))
+			copy(grown, r.buf)
+			r.buf = grown
+		}
+		r.buf = append(r.buf, p[:k]...)
+		r.total += int64(k)
+		p = p[k:]
+	}
 	if len(p) > len(r.buf) {
 		r.total += int64(len(p) - len(r.buf))
 		p = p[len(p)-len(r.buf):]

@@ -190,12 +190,16 @@ func sandboxCommands(g *globals) []*cobra.Command {
 		execUser, execDir string
 		execEnv           []string
 		execTimeout       float64
-		interactive       bool
+		interactive, tty  bool
 	)
 	execCmd := &cobra.Command{
-		Use:   "exec [flags] ID -- cmd args...",
+		Use:   "exec [flags] ID [-- cmd args...]",
 		Short: "Run a command in a sandbox, streaming its output; exits with its exit code",
-		Args:  cobra.MinimumNArgs(2),
+		Long: `Run a command in a sandbox, streaming its output; exits with its exit code.
+
+With -t the command runs on a terminal in the sandbox, wired to this one
+(sbx exec -it ID for a shell: /bin/bash if the image has it, else /bin/sh).`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			env, err := kv(execEnv, "--env")
 			if err != nil {
@@ -204,6 +208,20 @@ func sandboxCommands(g *globals) []*cobra.Command {
 			argv := args[1:]
 			if len(argv) > 0 && argv[0] == "--" {
 				argv = argv[1:]
+			}
+			if tty {
+				if execTimeout != 0 {
+					return fmt.Errorf("--timeout cannot be used with -t")
+				}
+				req := sbx.CreatePTYRequest{Argv: argv, Cwd: execDir, Env: env, User: execUser}
+				code, err := ttyExec(cmd.Context(), g.client(), args[0], req, cmd.InOrStdin(), cmd.OutOrStdout(), interactive)
+				if err != nil {
+					return err
+				}
+				if code != 0 {
+					return exitError{code}
+				}
+				return nil
 			}
 			if len(argv) == 0 {
 				return fmt.Errorf("no command given: sbx exec ID -- cmd args")
@@ -236,6 +254,7 @@ func sandboxCommands(g *globals) []*cobra.Command {
 	execCmd.Flags().StringArrayVarP(&execEnv, "env", "e", nil, "environment variable KEY=VALUE")
 	execCmd.Flags().Float64Var(&execTimeout, "timeout", 0, "seconds after which the command's process group is killed")
 	execCmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "send standard input to the command")
+	execCmd.Flags().BoolVarP(&tty, "tty", "t", false, "run the command on a terminal (default command: the sandbox's shell)")
 
 	var follow bool
 	logs := &cobra.Command{

@@ -11,7 +11,8 @@
 //
 // Streamed bodies (NDJSON, text) are validated when the client has read
 // them to the end; a client that closes a stream early (logs -f) has only
-// the status and headers checked.
+// the status and headers checked, as has a WebSocket upgrade (101), whose
+// connection is handed to the client untouched.
 package apitest
 
 import (
@@ -214,6 +215,19 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		Status:                 resp.StatusCode,
 		Header:                 resp.Header,
 		Options:                &openapi3filter.Options{MultiError: true, IncludeResponseStatus: true},
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// A WebSocket: the status and headers are checked; the body is
+		// the upgraded connection and must reach the client unwrapped.
+		out.Options.ExcludeResponseBody = true
+		err := openapi3filter.ValidateResponse(context.Background(), out)
+		v.mu.Lock()
+		v.checked++
+		v.mu.Unlock()
+		if err != nil {
+			v.violate("%s -> %d: %v", what, resp.StatusCode, err)
+		}
+		return resp, nil
 	}
 	mt := strings.TrimSpace(strings.Split(resp.Header.Get("Content-Type"), ";")[0])
 	resp.Body = &checkedBody{rc: resp.Body, endless: mt == "text/plain", done: func(b []byte, complete bool) {
