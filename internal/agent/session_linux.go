@@ -632,10 +632,28 @@ func (c *sessionCmd) finish(code int) {
 	close(c.done)
 }
 
-// signal sends sig to every process started by this command.
+// signal sends sig to every process started by this command. A process
+// forked but not yet exec'd still shows the shell's environment without
+// the marker, so for a while the scan is repeated for processes that
+// appear, each signalled once, until the command ends.
 func (c *sessionCmd) signal(sig syscall.Signal) {
-	for _, pid := range sessionProcs(c.sess.child.pid, c.info.ID) {
-		syscall.Kill(pid, sig)
+	sent := map[int]bool{}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		for _, pid := range sessionProcs(c.sess.child.pid, c.info.ID) {
+			if !sent[pid] {
+				sent[pid] = true
+				syscall.Kill(pid, sig)
+			}
+		}
+		select {
+		case <-c.done:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return
+		}
 	}
 }
 
@@ -744,7 +762,7 @@ func (s *server) handleCommandKill(w http.ResponseWriter, r *http.Request, c *se
 	if !c.snapshot().Running {
 		return errdefs.Public(errdefs.ErrConflict, "the command has ended")
 	}
-	c.signal(sig)
+	go c.signal(sig)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

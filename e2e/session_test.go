@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	sbx "github.com/sbx-sh/sbx/sdk/go"
+)
+
+// TestSessions drives a session shell in a real sandbox (busybox sh):
+// state carries over, async commands stream their logs, a background
+// server outlives the request, input reaches a command, kill and timeout
+// hit one command only.
+func TestSessions(t *testing.T) {
+	setup(t)
+	c := admin
+	ctx := t.Context()
+	sb := create(t, c, sbx.CreateSandboxRequest{})
+	if _, err := c.CreateSession(ctx, sb.ID, sbx.CreateSessionRequest{ID: "dev", Cwd: "/tmp"}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(cmd string) sbx.SessionExecResult {
+		t.Helper()
+		r, err := c.SessionExec(ctx, sb.ID, "dev", sbx.SessionExecRequest{Command: cmd})
+		if err != nil {
+			t.Fatalf("%q: %v", cmd, err)
+		}
+		return r
+	}
+	run("mkdir -p /srv/app && cd /srv/app && export MODE=dev")
+	if r := run("pwd; echo $MODE; echo err >&2; false"); r.Stdout != "/srv/app\ndev\n" || r.Stderr != "err\n" || *r.Command.ExitCode != 1 {
+		t.Errorf("state: %+v exit %d", r, *r.Command.ExitCode)
+	}
+	// A background server started by one command keeps running.
+	run("(while true; do echo tick >> /srv/app/ticks; sleep 0.05; done) > /dev/null 2>&1 &")
+	// Async with followed logs.
+	a, err := c.SessionExec(ctx, sb.ID, "dev", sbx.SessionExecRequest{Command: "for i in 1 2 3; do echo line$i; sleep 0.1; done; echo bad >&2; (exit 9)", Async: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var out, errb bytes.Buffer
+	st, err := c.FollowSessionLogs(ctx, sb.ID, "dev", a.Command.ID, &out, &errb)
+	if err != nil || st.Code != 9 || out.String() != "line1\nline2\nline3\n" || errb.String() != "bad\n" {
+		t.Errorf("followed: %+v %v %q %q", st, err, out.String(), errb.String())
+	}
+	if time.Since(start) < 200*time.Millisecond {
+		t.Errorf("follow returned before the command ended")
+	}
+	// Input.
+	in, _ := c.SessionExec(ctx, sb.ID, "dev", sbx.SessionExecRequest{Command: "read name; echo hello $name", Async: true})
+	if err := c.SessionInput(ctx, sb.ID, "dev", in.Command.ID, "world\n", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.FollowSessionLogs(ctx, sb.ID, "dev", in.Command.ID, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if logs, _ := c.SessionLogs(ctx, sb.ID, "dev", in.Command.ID); logs.Stdout != "hello world\n" {
+		t.Errorf("input: %+v", logs)
+	}
+	// Timeout kills the command only; the background loop goes on.
+	r, err := c.SessionExec(ctx, sb.ID, "dev", sbx.SessionExecRequest{Command: "sleep 60", TimeoutSeconds: 0.3})
+	if err != nil || !r.Command.TimedOut {
+		t.Errorf("timeout: %+v %v", r.Command, err)
+	}
+	n1 := strings.Count(execOK(t, c, sb.ID, "cat", "/srv/app/ticks"), "tick")
+	time.Sleep(300 * time.Millisecond)
+	if n2 := strings.Count(execOK(t, c, sb.ID, "cat", "/srv/app/ticks"), "tick"); n2 <= n1 {
+		t.Errorf("the background job stopped: %d then %d ticks", n1, n2)
+	}
+	if r := run("echo $MODE"); r.Stdout != "dev\n" {
+		t.Errorf("session after the timeout: %+v", r)
+	}
+	// Deleting the session kills everything it started.
+	if err := c.DeleteSession(ctx, sb.ID, "dev"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	n1 = strings.Count(execOK(t, c, sb.ID, "cat", "/srv/app/ticks"), "tick")
+	time.Sleep(300 * time.Millisecond)
+	if n2 := strings.Count(execOK(t, c, sb.ID, "cat", "/srv/app/ticks"), "tick"); n2 != n1 {
+		t.Errorf("the session's background job survived its deletion")
+	}
+	if _, err := c.StopSandbox(ctx, sb.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ListSessions(ctx, sb.ID); !sbx.IsConflict(err) {
+		t.Errorf("sessions of a stopped sandbox: %v", err)
+	}
+}
