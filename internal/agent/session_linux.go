@@ -738,16 +738,39 @@ func (s *server) handleCommandInput(w http.ResponseWriter, r *http.Request, c *s
 		f.SetWriteDeadline(time.Time{})
 		if err != nil {
 			if in.EOF {
-				f.Close()
+				go c.closeInput(f)
 			}
 			return errdefs.Publicf(errdefs.ErrConflict, "writing to the command's input: %v", err)
 		}
 	}
 	if in.EOF {
-		f.Close()
+		go c.closeInput(f)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// closeInput closes the agent's end of a command's stdin FIFO, which is
+// the command's EOF. The FIFO must have been opened by the shell first:
+// closed before that, it would lose what was written and the shell's
+// open would wait for a writer forever.
+func (c *sessionCmd) closeInput(f *os.File) {
+	defer f.Close()
+	fifo := f.Name()
+	fdDir := "/proc/" + strconv.Itoa(c.sess.child.pid) + "/fd"
+	for i := 0; i < 6000; i++ {
+		ents, _ := os.ReadDir(fdDir)
+		for _, e := range ents {
+			if target, err := os.Readlink(fdDir + "/" + e.Name()); err == nil && target == fifo {
+				return
+			}
+		}
+		select {
+		case <-c.done:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func (s *server) handleCommandKill(w http.ResponseWriter, r *http.Request, c *sessionCmd) error {
