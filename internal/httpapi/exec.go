@@ -10,7 +10,10 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/sbx-sh/sbx/internal/agent"
 	"github.com/sbx-sh/sbx/internal/errdefs"
@@ -203,6 +206,137 @@ func (h *handler) bufferExec(w http.ResponseWriter, r *http.Request, p Process) 
 				Stdout: strings.ToValidUTF8(string(stdout.buf), "\uFFFD"), Stderr: strings.ToValidUTF8(string(stderr.buf), "\uFFFD"),
 				StdoutTruncated: stdout.truncated, StderrTruncated: stderr.truncated,
 			})
+			return
+		}
+	}
+}
+
+// ExecControl is a client message of a WebSocket exec.
+type execControl struct {
+	Type   string `json:"type"` // stdin, stdin_close, signal
+	Data   []byte `json:"data,omitempty"`
+	Signal string `json:"signal,omitempty"`
+}
+
+// execWebSocket runs a command over a WebSocket: the client's first text
+// message is the ExecRequest; then it may send {"type":"stdin","data"},
+// {"type":"stdin_close"} and {"type":"signal","signal":"SIGINT"} while
+// the server sends the frames of the NDJSON stream, one text message
+// each, and closes after the exit (or error) frame. The command's stdin is
+// the client's stdin messages.
+func (h *handler) execWebSocket(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	// Refuse an unknown or stopped sandbox before the upgrade, with a
+	// problem a plain HTTP client can read.
+	if _, err := h.cfg.Sandboxes.Get(r.Context(), t.ID, r.PathValue("id")); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	conn, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(maxJSONBody + 64<<10)
+	ctx := r.Context()
+	sendFrame := func(f sbx.ExecFrame) bool {
+		b, _ := json.Marshal(f)
+		return conn.Write(ctx, websocket.MessageText, b) == nil
+	}
+	fail := func(err error) {
+		status, code := statusOf(err)
+		if status == http.StatusInternalServerError {
+			h.log.ErrorContext(ctx, "exec websocket", "err", err)
+		}
+		sendFrame(sbx.ExecFrame{Type: sbx.FrameError, Code: code, Message: publicMessage(err)})
+		conn.Close(websocket.StatusNormalClosure, "")
+	}
+	typ, msg, err := conn.Read(ctx)
+	if err != nil {
+		return
+	}
+	var req sbx.ExecRequest
+	if typ != websocket.MessageText {
+		fail(invalidf("the first message must be the exec request as JSON text"))
+		return
+	}
+	dec := json.NewDecoder(strings.NewReader(string(msg)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		fail(invalidf("decoding the exec request: %v", err))
+		return
+	}
+	req.Stdin = []byte{} // stdin comes from messages
+	areq, err := toAgentExec(req)
+	if err != nil {
+		fail(err)
+		return
+	}
+	areq.Stdin = true
+	p, err := h.exec(ctx, t.ID, r.PathValue("id"), areq)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer p.Close()
+	stop := context.AfterFunc(ctx, func() { p.Close() })
+	defer stop()
+	go func() {
+		for {
+			typ, msg, err := conn.Read(ctx)
+			if err != nil {
+				p.Close() // the client left: the command is killed
+				return
+			}
+			if typ != websocket.MessageText {
+				p.Write(msg) // binary messages are raw stdin
+				continue
+			}
+			var c execControl
+			if json.Unmarshal(msg, &c) != nil {
+				continue
+			}
+			switch c.Type {
+			case "stdin":
+				if _, err := p.Write(c.Data); err != nil {
+					return
+				}
+			case "stdin_close":
+				p.CloseStdin()
+			case "signal":
+				if sig, err := parseSignal(c.Signal); err == nil {
+					p.Signal(syscall.Signal(sig))
+				}
+			}
+		}
+	}()
+	for {
+		f, err := p.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, io.EOF) {
+				err = errors.New("the command's stream ended without an exit status")
+			}
+			fail(err)
+			return
+		}
+		switch f.Kind {
+		case agent.FrameStdout, agent.FrameStderr:
+			typ := sbx.FrameStdout
+			if f.Kind == agent.FrameStderr {
+				typ = sbx.FrameStderr
+			}
+			if !sendFrame(sbx.ExecFrame{Type: typ, Data: f.Data}) {
+				return
+			}
+		case agent.FrameExit:
+			sendFrame(sbx.ExecFrame{Type: sbx.FrameExit, Exit: toExitStatus(f.Exit)})
+			conn.Close(websocket.StatusNormalClosure, "")
+			return
+		case agent.FrameError:
+			sendFrame(sbx.ExecFrame{Type: sbx.FrameError, Code: sbx.CodeInvalidArgument, Message: string(f.Data)})
+			conn.Close(websocket.StatusNormalClosure, "")
 			return
 		}
 	}

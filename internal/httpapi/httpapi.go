@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/sbx-sh/sbx/internal/agent"
@@ -60,6 +61,8 @@ type Process interface {
 	Write(p []byte) (int, error)
 	// CloseStdin ends standard input.
 	CloseStdin() error
+	// Signal sends a signal to the command's process group.
+	Signal(sig syscall.Signal) error
 	// Close abandons the stream and kills the command if it still runs.
 	Close() error
 }
@@ -183,6 +186,7 @@ func New(cfg Config) http.Handler {
 	route("GET /v1/sandboxes/{id}/events", h.events)
 	route("GET /v1/sandboxes/{id}/logs", h.logs)
 	route("POST /v1/sandboxes/{id}/exec", h.execSandbox)
+	route("GET /v1/sandboxes/{id}/exec/ws", h.execWebSocket)
 	// The toolbox: one file and one routes function per capability.
 	h.fileRoutes(route)
 

@@ -17,7 +17,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sbx-sh/sbx/internal/agent"
 	"github.com/sbx-sh/sbx/internal/errdefs"
@@ -618,7 +621,7 @@ func (f *Fake) Exec(ctx context.Context, tenantID, idOrName string, req agent.Ex
 	if req.Shell != "" {
 		argv = strings.Fields(req.Shell)
 	}
-	p := &fakeProc{ctx: ctx, f: f, id: sb.ID, frames: make(chan agent.Frame, 16), done: make(chan struct{})}
+	p := &fakeProc{ctx: ctx, f: f, id: sb.ID, frames: make(chan agent.Frame, 16), done: make(chan struct{}), sigs: make(chan syscall.Signal, 1)}
 	p.stdinR, p.stdinW = io.Pipe()
 	if !req.Stdin {
 		p.stdinW.Close()
@@ -638,6 +641,16 @@ type fakeProc struct {
 	closeOnce      sync.Once
 	ended, stopped bool
 	mu             sync.Mutex
+	sigs           chan syscall.Signal
+}
+
+// Signal ends a running "sleep" as the signal would.
+func (p *fakeProc) Signal(sig syscall.Signal) error {
+	select {
+	case p.sigs <- sig:
+	default:
+	}
+	return nil
 }
 
 func (p *fakeProc) emit(fr agent.Frame) bool {
@@ -706,6 +719,9 @@ func (p *fakeProc) run(ctx context.Context, argv, env []string) {
 		select {
 		case <-ctx.Done():
 		case <-p.done:
+		case sig := <-p.sigs:
+			p.exit(128+int(sig), unix.SignalName(sig), false, false)
+			return
 		}
 		close(p.frames) // the stream ends without an exit frame
 	case "oom":
