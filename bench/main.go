@@ -78,13 +78,27 @@ func main() {
 		table(os.Stdout, title, crun, []*sample{sbx, crun, runc})
 	}
 	exec1 := &sample{name: "sbx exec `true` round trip"}
+	execWS := &sample{name: "sbx exec `true` over WebSocket"}
+	up := &sample{name: "sbx upload 1 MiB file"}
+	down := &sample{name: "sbx download 1 MiB file"}
 	if id, err := d.create(ctx, "bench/busybox:latest", *runtimeClass); err == nil {
 		measure(exec1, *n, 1, func(int) error { return d.exec(ctx, id) })
+		measure(execWS, *n, 1, func(int) error { return d.execWS(ctx, id) })
+		measure(up, *n, 1, func(int) error { return d.upload(ctx, id, 1<<20) })
+		measure(down, *n, 1, func(int) error { return d.download(ctx, id) })
 		d.delete(ctx, id)
 	} else {
 		exec1.note = err.Error()
 	}
-	table(os.Stdout, "exec into a running sandbox", nil, []*sample{exec1})
+	crunExec := rawExec(ctx, "crun", rootfs, work, *n)
+	runcExec := rawExec(ctx, "runc", rootfs, work, *n)
+	table(os.Stdout, "exec into a running sandbox", crunExec, []*sample{exec1, execWS, crunExec, runcExec})
+	table(os.Stdout, "files (1 MiB, one at a time)", nil, []*sample{up, down})
+	if mibps, err := d.throughput(ctx, *runtimeClass, 256<<20); err == nil {
+		fmt.Printf("  256 MiB upload %.0f MiB/s, download %.0f MiB/s\n\n", mibps[0], mibps[1])
+	} else {
+		fmt.Printf("  throughput: %v\n\n", err)
+	}
 	if cg, err := cgroup.Detect("/sys/fs/cgroup"); err == nil {
 		cg.Remove("/sbx-bench")
 	}

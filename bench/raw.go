@@ -26,33 +26,8 @@ func rawRun(ctx context.Context, class, rootfs, workDir string, n, parallel int)
 		s.note = class + " not installed"
 		return s
 	}
-	// One bundle per run: concurrent runs need their own cgroups.
 	bundle := func(i int) (string, error) {
-		dir := filepath.Join(workDir, fmt.Sprintf("bundle-%s-%d", class, i))
-		os.MkdirAll(dir, 0o711)
-		spec, err := runtime.Spec(runtime.SpecOptions{
-			ID: "bench", Hostname: "bench", Rootfs: rootfs,
-			Init:        []string{"/bin/echo", "ok"},
-			Env:         []string{"PATH=/bin:/usr/bin"},
-			AgentBinary: bin, // any read-only file: the floor has no agent
-			UserNS:      &runtime.IDMap{HostID: 900000, Size: 65536},
-			CgroupsPath: fmt.Sprintf("/sbx-bench/%s-%d", class, i),
-			Limits:      runtime.Limits{CPU: 1, MemoryBytes: 1 << 30, Pids: 1024},
-		})
-		if err != nil {
-			return "", err
-		}
-		spec.Root.Readonly = true
-		// No agent, and its bind target does not exist in a read-only rootfs.
-		mounts := spec.Mounts[:0]
-		for _, m := range spec.Mounts {
-			if m.Destination != runtime.AgentPath {
-				mounts = append(mounts, m)
-			}
-		}
-		spec.Mounts = mounts
-		b, _ := json.Marshal(spec)
-		return dir, os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
+		return rawBundle(class, bin, rootfs, workDir, i, []string{"/bin/echo", "ok"})
 	}
 	state := filepath.Join(workDir, "state-"+class)
 	one := func(i int) error {
@@ -75,6 +50,73 @@ func rawRun(ctx context.Context, class, rootfs, workDir string, n, parallel int)
 		return nil
 	}
 	measure(s, n, parallel, one)
+	return s
+}
+
+// rawBundle writes a bundle like sbx's (same namespaces, user namespace,
+// seccomp, capabilities, cgroup limits) without the agent, running init.
+// One bundle per run: concurrent runs need their own cgroups.
+func rawBundle(class, bin, rootfs, workDir string, i int, init []string) (string, error) {
+	dir := filepath.Join(workDir, fmt.Sprintf("bundle-%s-%d", class, i))
+	os.MkdirAll(dir, 0o711)
+	spec, err := runtime.Spec(runtime.SpecOptions{
+		ID: "bench", Hostname: "bench", Rootfs: rootfs,
+		Init:        init,
+		Env:         []string{"PATH=/bin:/usr/bin"},
+		AgentBinary: bin, // any read-only file: the floor has no agent
+		UserNS:      &runtime.IDMap{HostID: 900000, Size: 65536},
+		CgroupsPath: fmt.Sprintf("/sbx-bench/%s-%d", class, i),
+		Limits:      runtime.Limits{CPU: 1, MemoryBytes: 1 << 30, Pids: 1024},
+	})
+	if err != nil {
+		return "", err
+	}
+	spec.Root.Readonly = true
+	// No agent, and its bind target does not exist in a read-only rootfs.
+	mounts := spec.Mounts[:0]
+	for _, m := range spec.Mounts {
+		if m.Destination != runtime.AgentPath {
+			mounts = append(mounts, m)
+		}
+	}
+	spec.Mounts = mounts
+	b, _ := json.Marshal(spec)
+	return dir, os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
+}
+
+// rawExec measures `<runtime> exec <id> /bin/true` into a running
+// container: the floor of sbx's exec round trip.
+func rawExec(ctx context.Context, class, rootfs, workDir string, n int) *sample {
+	s := &sample{name: "raw " + class + " exec `true`"}
+	bin, err := exec.LookPath(class)
+	if err != nil {
+		s.note = class + " not installed"
+		return s
+	}
+	dir, err := rawBundle(class, bin, rootfs, workDir, 9999, []string{"/bin/sleep", "3600"})
+	if err != nil {
+		s.note = err.Error()
+		return s
+	}
+	defer os.RemoveAll(dir)
+	state := filepath.Join(workDir, "state-"+class)
+	id := "bench-exec-" + class
+	// The detached container keeps its stdio: never a pipe we wait on.
+	if err := exec.CommandContext(ctx, bin, "--root", state, "run", "-d", "--bundle", dir, id).Run(); err != nil {
+		s.note = fmt.Sprintf("%s run -d: %v", class, err)
+		return s
+	}
+	defer func() {
+		exec.Command(bin, "--root", state, "kill", id, "KILL").Run()
+		time.Sleep(50 * time.Millisecond)
+		exec.Command(bin, "--root", state, "delete", "-f", id).Run()
+	}()
+	measure(s, n, 1, func(int) error {
+		if out, err := exec.CommandContext(ctx, bin, "--root", state, "exec", id, "/bin/true").CombinedOutput(); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
 	return s
 }
 
