@@ -40,6 +40,15 @@ type Config struct {
 	CgroupParent string `toml:"cgroup_parent" comment:"parent cgroup of all sandboxes (unique per daemon)"`
 	// AgentPath uses this sbx-agent binary instead of the one embedded in sbx.
 	AgentPath string `toml:"agent_path,omitempty"`
+
+	Toolbox Toolbox `toml:"toolbox" comment:"limits of exec, code runs, files and sessions"`
+}
+
+// Toolbox limits what one request or one sandbox may use of the toolbox.
+type Toolbox struct {
+	MaxUploadMB        int64 `toml:"max_upload_mb" comment:"largest file or archive upload (the sandbox's disk quota applies too)"`
+	MaxExecOutputMB    int   `toml:"max_exec_output_mb" comment:"output kept per stream of a buffered (non-streaming) exec; more is cut with a marker"`
+	MaxConcurrentExecs int   `toml:"max_concurrent_execs" comment:"commands and code runs running at once in one sandbox"`
 }
 
 // RuntimeConfig is one runtime class.
@@ -95,6 +104,7 @@ func Default() Config {
 		Maximums:     Resources{CPU: 8, MemoryMB: 16384, DiskMB: 102400, Pids: 32768},
 		StopGrace:    Duration{10 * time.Second},
 		CgroupParent: "/sbx",
+		Toolbox:      Toolbox{MaxUploadMB: 20480, MaxExecOutputMB: 10, MaxConcurrentExecs: 64},
 	}
 }
 
@@ -133,6 +143,9 @@ func (c Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.CgroupParent, "/") || strings.Contains(c.CgroupParent, "..") {
 		return fmt.Errorf("config: cgroup_parent %q must be an absolute cgroup path", c.CgroupParent)
+	}
+	if t := c.Toolbox; t.MaxUploadMB <= 0 || t.MaxExecOutputMB <= 0 || t.MaxConcurrentExecs <= 0 {
+		return fmt.Errorf("config: every [toolbox] limit must be positive")
 	}
 	if len(c.RunDir) > 60 {
 		return fmt.Errorf("config: run_dir %q is too long for unix socket paths (max 60 bytes)", c.RunDir)

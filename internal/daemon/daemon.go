@@ -147,6 +147,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		CgroupParent:   cfg.CgroupParent,
 		Cgroups:        cgfs,
 		StopGrace:      cfg.StopGrace.Duration,
+		MaxExecs:       cfg.Toolbox.MaxConcurrentExecs,
 	}, st, imgs, log)
 	if err != nil {
 		return nil, err
@@ -161,6 +162,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		Auth:      d.Auth,
 		Log:       log,
 		Version:   Version,
+
+		MaxExecOutput: cfg.Toolbox.MaxExecOutputMB << 20,
+		MaxUploadSize: cfg.Toolbox.MaxUploadMB << 20,
 	})
 	ok = true
 	return d, nil

@@ -83,6 +83,7 @@ func newService(t *testing.T, class string, userns bool) (*sandbox.Service, stor
 		Maximums:    store.Resources{CPU: 2, MemoryMB: 1024, DiskMB: 1024, Pids: 1024},
 		AgentBinary: agentBin, Ranges: idmap.Ranges{Base: 5 << 20, Size: 65536},
 		CgroupParent: parent, Cgroups: cg, StopGrace: 2 * time.Second,
+		MaxExecs: 2,
 	}, st, oneLayer{layer}, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -201,4 +202,36 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// TestServiceExecLimit: a sandbox runs at most MaxExecs commands at once;
+// a finished or abandoned one gives its slot back.
+func TestServiceExecLimit(t *testing.T) {
+	svc, _, _ := newService(t, "crun", true)
+	ctx := t.Context()
+	sb, err := svc.Create(ctx, sandbox.CreateOptions{TenantID: "t1", Name: "lim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Delete(context.WithoutCancel(ctx), "t1", sb.ID)
+	var procs []*sandbox.Process
+	for i := 0; i < 2; i++ {
+		p, err := svc.Exec(ctx, "t1", sb.ID, agent.ExecRequest{Argv: []string{"sleep", "30"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, p)
+	}
+	if _, err := svc.Exec(ctx, "t1", sb.ID, agent.ExecRequest{Argv: []string{"true"}}); !errorsIs(err, errdefs.ErrResourceExhausted) {
+		t.Fatalf("third exec: %v, want resource exhausted", err)
+	}
+	procs[0].Close()
+	if out, st := run(t, svc, sb.ID, "echo", "ok"); out != "ok\n" || st.Code != 0 {
+		t.Errorf("exec after a slot was freed: %q %+v", out, st)
+	}
+	// Finished commands give their slots back without Close.
+	for i := 0; i < 3; i++ {
+		run(t, svc, sb.ID, "true")
+	}
+	procs[1].Close()
 }

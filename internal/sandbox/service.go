@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -75,7 +76,13 @@ type Config struct {
 	StopGrace      time.Duration
 	// AgentTimeout bounds how long a start waits for the agent to answer.
 	AgentTimeout time.Duration
+	// MaxExecs bounds the commands running at once in one sandbox
+	// through Exec; 0 means DefaultMaxExecs.
+	MaxExecs int
 }
+
+// DefaultMaxExecs is the default of Config.MaxExecs.
+const DefaultMaxExecs = 64
 
 // Service manages sandboxes. Create one with New, call Recover once, and
 // Close when done.
@@ -103,6 +110,7 @@ type instance struct {
 	done     chan struct{} // closed when the init has exited
 	exit     runtime.Exit
 	stopping bool // the exit was asked for (stop/delete), not a crash
+	execs    atomic.Int32 // running Execs, bounded by Config.MaxExecs
 }
 
 // New returns a service.
@@ -837,15 +845,30 @@ func (s *Service) Agent(ctx context.Context, tenantID, idOrName string) (*agent.
 // Process is a command running in a sandbox.
 type Process struct {
 	*agent.Process
-	s       *Service
-	sb      store.Sandbox
-	oomBase int64
+	s        *Service
+	sb       store.Sandbox
+	oomBase  int64
+	in       *instance
+	released sync.Once
+}
+
+// release gives the exec's slot back, once.
+func (p *Process) release() { p.released.Do(func() { p.in.execs.Add(-1) }) }
+
+// Close abandons the stream (killing the command if it still runs) and
+// gives its slot back.
+func (p *Process) Close() error {
+	p.release()
+	return p.Process.Close()
 }
 
 // Recv returns the next frame; an exit by SIGKILL is checked against the
 // sandbox's OOM-kill counter so that OOM kills are reported as such.
 func (p *Process) Recv() (agent.Frame, error) {
 	f, err := p.Process.Recv()
+	if err != nil || f.Kind == agent.FrameExit || f.Kind == agent.FrameError {
+		p.release() // the command is over
+	}
 	if err == nil && f.Kind == agent.FrameExit && f.Exit != nil && f.Exit.Signal == "SIGKILL" && !f.Exit.TimedOut {
 		if st, err := p.s.cfg.Cgroups.Stats(p.s.cgroupPath(p.sb.ID)); err == nil && st.OOMKills > p.oomBase {
 			f.Exit.OOMKilled = true
@@ -889,11 +912,21 @@ func (s *Service) Exec(ctx context.Context, tenantID, idOrName string, req agent
 	if st, err := s.cfg.Cgroups.Stats(s.cgroupPath(sb.ID)); err == nil {
 		base = st.OOMKills
 	}
+	max := s.cfg.MaxExecs
+	if max <= 0 {
+		max = DefaultMaxExecs
+	}
+	if in.execs.Add(1) > int32(max) {
+		in.execs.Add(-1)
+		return nil, errdefs.Publicf(errdefs.ErrResourceExhausted,
+			"sandbox %s already runs %d commands, the limit: wait for one to end", sb.ID, max)
+	}
 	p, err := in.agent.Exec(ctx, req)
 	if err != nil {
+		in.execs.Add(-1)
 		return nil, fmt.Errorf("exec in sandbox %s: %w", sb.ID, err)
 	}
-	return &Process{Process: p, s: s, sb: sb, oomBase: base}, nil
+	return &Process{Process: p, s: s, sb: sb, oomBase: base, in: in}, nil
 }
 
 // Logs returns the entrypoint's output; with follow it stays open.
