@@ -109,7 +109,7 @@ type instance struct {
 	agent    *agent.Client
 	done     chan struct{} // closed when the init has exited
 	exit     runtime.Exit
-	stopping bool // the exit was asked for (stop/delete), not a crash
+	stopping bool         // the exit was asked for (stop/delete), not a crash
 	execs    atomic.Int32 // running Execs, bounded by Config.MaxExecs
 }
 
