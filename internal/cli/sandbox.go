@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -227,12 +226,14 @@ With -t the command runs on a terminal in the sandbox, wired to this one
 				return fmt.Errorf("no command given: sbx exec ID -- cmd args")
 			}
 			req := sbx.ExecRequest{Argv: argv, Cwd: execDir, Env: env, User: execUser, TimeoutSeconds: execTimeout}
+			var exit sbx.ExitStatus
 			if interactive {
-				if req.Stdin, err = io.ReadAll(os.Stdin); err != nil {
-					return err
-				}
+				// Live stdin over the WebSocket exec: what is typed or
+				// piped reaches the command as it comes.
+				exit, err = interactiveExec(cmd.Context(), g.client(), args[0], req, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			} else {
+				exit, err = g.client().ExecStream(cmd.Context(), args[0], req, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
-			exit, err := g.client().ExecStream(cmd.Context(), args[0], req, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

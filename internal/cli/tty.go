@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	sbx "github.com/sbx-sh/sbx/sdk/go"
@@ -80,4 +81,28 @@ func ttyExec(ctx context.Context, c *sbx.Client, id string, req sbx.CreatePTYReq
 		return 0, errors.New("the terminal ended without an exit status")
 	}
 	return st.Code, nil
+}
+
+// interactiveExec runs req with stdin copied in as it is read, and SIGINT
+// and SIGTERM forwarded to the command.
+func interactiveExec(ctx context.Context, c *sbx.Client, id string, req sbx.ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (sbx.ExitStatus, error) {
+	x, err := c.ExecInteractive(ctx, id, req)
+	if err != nil {
+		return sbx.ExitStatus{}, err
+	}
+	defer x.Close()
+	go func() {
+		if _, err := io.Copy(x, stdin); err == nil {
+			x.CloseStdin()
+		}
+	}()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		for sig := range sigs {
+			x.Signal(unix.SignalName(sig.(syscall.Signal)))
+		}
+	}()
+	return x.Wait(stdout, stderr)
 }
