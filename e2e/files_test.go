@@ -177,3 +177,52 @@ func TestFileOwnershipAndStopped(t *testing.T) {
 		t.Errorf("files of a stopped sandbox: %v", err)
 	}
 }
+
+// TestFileOperations runs the rest of the file API in a real sandbox.
+func TestFileOperations(t *testing.T) {
+	setup(t)
+	c := admin
+	ctx := t.Context()
+	sb := create(t, c, sbx.CreateSandboxRequest{})
+	execOK(t, c, sb.ID, "sh", "-c", "mkdir -p /w/src/pkg && echo 'print(1)' > /w/src/a.py && echo 'x = \"needle\"' > /w/src/pkg/b.py && echo needle > /w/notes.txt")
+	found, err := c.FindFiles(ctx, sb.ID, sbx.FindRequest{Path: "/w", Pattern: "*.py"})
+	if err != nil || len(found.Files) != 2 || found.Files[0].Path != "/w/src/a.py" || found.Files[1].Path != "/w/src/pkg/b.py" {
+		t.Errorf("find: %+v %v", found, err)
+	}
+	sr, err := c.SearchFiles(ctx, sb.ID, sbx.SearchRequest{Path: "/w", Pattern: "needle"})
+	if err != nil || len(sr.Matches) != 2 {
+		t.Errorf("search: %+v %v", sr, err)
+	}
+	rr, err := c.ReplaceInFiles(ctx, sb.ID, sbx.ReplaceRequest{Paths: []string{"/w/src/pkg/b.py"}, Pattern: `"(\w+)"`, Replacement: `'$1!'`, Regex: true})
+	if err != nil || len(rr) != 1 || rr[0].Replacements != 1 {
+		t.Errorf("replace: %+v %v", rr, err)
+	}
+	if got := execOK(t, c, sb.ID, "cat", "/w/src/pkg/b.py"); got != "x = 'needle!'\n" {
+		t.Errorf("after replace: %q", got)
+	}
+	list, err := c.ListFiles(ctx, sb.ID, "/w")
+	if err != nil || len(list) != 2 || list[0].Name != "notes.txt" || list[1].Type != "dir" {
+		t.Errorf("list: %+v %v", list, err)
+	}
+	// /etc/passwd names the owner.
+	if fi, err := c.StatFile(ctx, sb.ID, "/w/notes.txt", false); err != nil || fi.Owner != "root" || fi.UID != 0 {
+		t.Errorf("stat: %+v %v", fi, err)
+	}
+	if _, err := c.MoveFile(ctx, sb.ID, sbx.MoveRequest{Source: "/w/src", Destination: "/w/moved"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveFile(ctx, sb.ID, "/w/moved", true); err != nil {
+		t.Fatal(err)
+	}
+	if got := execOK(t, c, sb.ID, "ls", "/w"); got != "notes.txt\n" {
+		t.Errorf("after move and remove: %q", got)
+	}
+	// Relative paths start at the sandbox's working directory.
+	if _, err := c.Upload(ctx, sb.ID, "rel.txt", strings.NewReader("r"), sbx.UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wd := strings.TrimSpace(execOK(t, c, sb.ID, "pwd"))
+	if got := execOK(t, c, sb.ID, "cat", wd+"/rel.txt"); got != "r" {
+		t.Errorf("relative upload: %q in %s", got, wd)
+	}
+}
