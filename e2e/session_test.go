@@ -90,3 +90,36 @@ func TestSessions(t *testing.T) {
 		t.Errorf("sessions of a stopped sandbox: %v", err)
 	}
 }
+
+// TestSessionLogsEndWhenSandboxStops: following a command's logs while the
+// sandbox is stopped ends with an error, not a hang or a clean end.
+func TestSessionLogsEndWhenSandboxStops(t *testing.T) {
+	setup(t)
+	c := admin
+	ctx := t.Context()
+	sb := create(t, c, sbx.CreateSandboxRequest{})
+	if _, err := c.CreateSession(ctx, sb.ID, sbx.CreateSessionRequest{ID: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.SessionExec(ctx, sb.ID, "s", sbx.SessionExecRequest{Command: "echo go; sleep 60", Async: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.FollowSessionLogs(ctx, sb.ID, "s", a.Command.ID, nil, nil)
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if _, err := c.StopSandbox(ctx, sb.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("following ended cleanly although the sandbox stopped")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("following did not end when the sandbox stopped")
+	}
+}

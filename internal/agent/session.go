@@ -7,8 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
+
+	"github.com/sbx-sh/sbx/internal/errdefs"
 )
 
 // SessionRequest creates a named, long-lived shell.
@@ -162,10 +163,11 @@ type LogStream struct{ rc io.ReadCloser }
 func (l *LogStream) Recv() (Frame, error) {
 	kind, data, err := readFrame(l.rc)
 	if err != nil {
-		if err == io.ErrUnexpectedEOF || strings.Contains(err.Error(), "EOF") {
-			return Frame{}, io.EOF
+		if err == io.EOF {
+			return Frame{}, io.EOF // the agent ended the stream at a frame boundary
 		}
-		return Frame{}, err
+		// Cut mid-stream: the agent (or its sandbox) went away.
+		return Frame{}, fmt.Errorf("session log stream: %w: %w", errdefs.ErrUnavailable, err)
 	}
 	if kind == FrameExit {
 		var st ExitStatus
