@@ -42,6 +42,12 @@ type Config struct {
 	AgentPath string `toml:"agent_path,omitempty"`
 
 	Toolbox Toolbox `toml:"toolbox" comment:"limits of exec, code runs, files and sessions"`
+	Pools   Pools   `toml:"pools" comment:"work done ahead of creates"`
+}
+
+// Pools size what is prepared ahead of requests.
+type Pools struct {
+	DiskImages int `toml:"disk_images" comment:"ready-made writable-layer images of the default disk size (0 = mkfs at each create)"`
 }
 
 // Toolbox limits what one request or one sandbox may use of the toolbox.
@@ -105,6 +111,7 @@ func Default() Config {
 		StopGrace:    Duration{10 * time.Second},
 		CgroupParent: "/sbx",
 		Toolbox:      Toolbox{MaxUploadMB: 20480, MaxExecOutputMB: 10, MaxConcurrentExecs: 64},
+		Pools:        Pools{DiskImages: 8},
 	}
 }
 
@@ -146,6 +153,9 @@ func (c Config) Validate() error {
 	}
 	if t := c.Toolbox; t.MaxUploadMB <= 0 || t.MaxExecOutputMB <= 0 || t.MaxConcurrentExecs <= 0 {
 		return fmt.Errorf("config: every [toolbox] limit must be positive")
+	}
+	if c.Pools.DiskImages < 0 || c.Pools.DiskImages > 10000 {
+		return fmt.Errorf("config: pools.disk_images must be between 0 and 10000")
 	}
 	if len(c.RunDir) > 60 {
 		return fmt.Errorf("config: run_dir %q is too long for unix socket paths (max 60 bytes)", c.RunDir)

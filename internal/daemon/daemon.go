@@ -148,6 +148,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		Cgroups:        cgfs,
 		StopGrace:      cfg.StopGrace.Duration,
 		MaxExecs:       cfg.Toolbox.MaxConcurrentExecs,
+		DiskPool:       cfg.Pools.DiskImages,
 	}, st, imgs, log)
 	if err != nil {
 		return nil, err

@@ -49,6 +49,8 @@ type Options struct {
 	UserNS *os.File
 	// DiskBytes is the size of the writable layer.
 	DiskBytes int64
+	// Pool, if set, supplies ready-made disk images of its size.
+	Pool *DiskPool
 }
 
 // Paths inside a sandbox directory.
@@ -76,20 +78,29 @@ func Create(ctx context.Context, o Options) error {
 	if _, err := os.Stat(img); err == nil {
 		return nil // made before a crash; mkfs finished (see rename below)
 	}
+	if o.Pool != nil && o.Pool.take(o.DiskBytes, img) {
+		return nil
+	}
+	owner := "0:0"
+	if o.IDMap != nil {
+		owner = fmt.Sprintf("%d:%d", o.IDMap.HostID, o.IDMap.HostID)
+	}
+	return makeDisk(ctx, img, o.DiskBytes, owner)
+}
+
+// makeDisk makes a sparse ext4 image of size bytes at img (through a
+// temporary file, so img is either whole or absent).
+func makeDisk(ctx context.Context, img string, size int64, owner string) error {
 	tmp := img + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("creating disk image: %w", err)
 	}
-	err = f.Truncate(o.DiskBytes)
+	err = f.Truncate(size)
 	f.Close()
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("sizing disk image: %w", diskErr(err))
-	}
-	owner := "0:0"
-	if o.IDMap != nil {
-		owner = fmt.Sprintf("%d:%d", o.IDMap.HostID, o.IDMap.HostID)
 	}
 	cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m", "0",
 		"-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner="+owner, tmp)

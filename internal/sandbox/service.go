@@ -79,6 +79,10 @@ type Config struct {
 	// MaxExecs bounds the commands running at once in one sandbox
 	// through Exec; 0 means DefaultMaxExecs.
 	MaxExecs int
+	// DiskPool is how many ready-made writable-layer images of the
+	// default disk size are kept (StateDir/pool/disks); 0 makes each at
+	// create.
+	DiskPool int
 }
 
 // DefaultMaxExecs is the default of Config.MaxExecs.
@@ -101,6 +105,8 @@ type Service struct {
 
 	slotMu sync.Mutex // serializes uid-slot allocation with record creation
 	wg     sync.WaitGroup
+
+	disks *rootfs.DiskPool // nil without a pool
 }
 
 // instance is a running sandbox.
@@ -144,12 +150,21 @@ func New(cfg Config, st store.Store, images Images, log *slog.Logger) (*Service,
 	if err := os.MkdirAll(filepath.Join(cfg.RunDir, "agents"), 0o700); err != nil {
 		return nil, err
 	}
+	var pool *rootfs.DiskPool
+	if cfg.DiskPool > 0 && cfg.Defaults.DiskMB > 0 {
+		p, err := rootfs.NewDiskPool(filepath.Join(cfg.StateDir, "pool", "disks"), cfg.Defaults.DiskMB<<20, cfg.DiskPool, log)
+		if err != nil {
+			return nil, err
+		}
+		pool = p
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{
 		cfg: cfg, st: st, images: images, log: log,
 		ctx: ctx, cancel: cancel,
 		locks: map[string]*sync.Mutex{},
 		live:  map[string]*instance{},
+		disks: pool,
 	}, nil
 }
 
@@ -158,6 +173,9 @@ func New(cfg Config, st store.Store, images Images, log *slog.Logger) (*Service,
 func (s *Service) Close() error {
 	s.cancel()
 	s.wg.Wait()
+	if s.disks != nil {
+		s.disks.Close()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, in := range s.live {
@@ -295,7 +313,7 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 	s.event(sb, "state", "", store.StateCreating, "")
 	log := s.log.With("sandbox", sb.ID)
 
-	if err := rootfs.Create(ctx, rootfs.Options{Dir: s.dir(sb.ID), IDMap: s.idmapOf(sb), DiskBytes: sb.Resources.DiskMB << 20}); err != nil {
+	if err := rootfs.Create(ctx, rootfs.Options{Dir: s.dir(sb.ID), IDMap: s.idmapOf(sb), DiskBytes: sb.Resources.DiskMB << 20, Pool: s.disks}); err != nil {
 		s.rollback(sb, log)
 		return store.Sandbox{}, fmt.Errorf("creating sandbox: %w", err)
 	}
