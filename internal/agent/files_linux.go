@@ -868,16 +868,13 @@ func (s *server) extract(dr *froot, dest string, tr *tar.Reader, o WriteOptions,
 	}
 }
 
-// relabel rewrites the paths in an error from a sub-root (which start at
-// its "/") to sandbox paths.
+// relabel rewrites a path error from a sub-root (whose paths start at
+// its "/") into one naming the sandbox path.
 func relabel(err error, dest string) error {
 	if dest == "/" {
 		return err
 	}
-	var pe interface{ Error() string }
-	pe = err
-	msg := pe.Error()
-	if strings.HasPrefix(msg, "/") {
+	if msg := errdefs.Message(err); strings.HasPrefix(msg, "/") {
 		return errdefs.Public(errdefs.Kind(err), path.Join(dest, msg))
 	}
 	return err
