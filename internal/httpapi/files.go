@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -22,13 +23,33 @@ func (h *handler) fileRoutes(route func(string, func(http.ResponseWriter, *http.
 	route("PUT /v1/sandboxes/{id}/files/content", h.uploadFile)
 	route("GET /v1/sandboxes/{id}/files/archive", h.downloadArchive)
 	route("PUT /v1/sandboxes/{id}/files/archive", h.uploadArchive)
-	route("POST /v1/sandboxes/{id}/files/mkdir", h.mkdir)
-	route("POST /v1/sandboxes/{id}/files/move", h.moveFile)
-	route("POST /v1/sandboxes/{id}/files/chmod", h.chmod)
+	route("POST /v1/sandboxes/{id}/files/mkdir", jsonCall(h, http.StatusCreated, func(ctx context.Context, a *agent.Client, req sbx.MkdirRequest) (sbx.FileInfo, error) {
+		if req.Mode > 0o7777 {
+			return sbx.FileInfo{}, invalidf("mode must be at most 07777")
+		}
+		return toFileInfo(a.Mkdir(ctx, agent.MkdirRequest(req)))
+	}))
+	route("POST /v1/sandboxes/{id}/files/move", jsonCall(h, http.StatusOK, func(ctx context.Context, a *agent.Client, req sbx.MoveRequest) (sbx.FileInfo, error) {
+		return toFileInfo(a.Move(ctx, agent.MoveRequest(req)))
+	}))
+	route("POST /v1/sandboxes/{id}/files/chmod", jsonCall(h, http.StatusOK, func(ctx context.Context, a *agent.Client, req sbx.ChmodRequest) (sbx.FileInfo, error) {
+		return toFileInfo(a.Chmod(ctx, agent.ChmodRequest(req)))
+	}))
 	route("DELETE /v1/sandboxes/{id}/files", h.removeFile)
-	route("POST /v1/sandboxes/{id}/files/find", h.findFiles)
-	route("POST /v1/sandboxes/{id}/files/search", h.searchFiles)
-	route("POST /v1/sandboxes/{id}/files/replace", h.replaceInFiles)
+	route("POST /v1/sandboxes/{id}/files/find", jsonCall(h, http.StatusOK, func(ctx context.Context, a *agent.Client, req sbx.FindRequest) (sbx.FindResult, error) {
+		return toFindResult(a.Find(ctx, agent.FindRequest(req)))
+	}))
+	route("POST /v1/sandboxes/{id}/files/search", jsonCall(h, http.StatusOK, func(ctx context.Context, a *agent.Client, req sbx.SearchRequest) (sbx.FindResult, error) {
+		return toFindResult(a.Search(ctx, agent.SearchRequest(req)))
+	}))
+	route("POST /v1/sandboxes/{id}/files/replace", jsonCall(h, http.StatusOK, func(ctx context.Context, a *agent.Client, req sbx.ReplaceRequest) ([]sbx.ReplaceResult, error) {
+		res, err := a.Replace(ctx, agent.ReplaceRequest(req))
+		out := make([]sbx.ReplaceResult, len(res))
+		for i, rr := range res {
+			out[i] = sbx.ReplaceResult(rr)
+		}
+		return out, err
+	}))
 }
 
 // agentOr answers the error itself when the sandbox has no agent to talk
@@ -230,61 +251,6 @@ func (h *handler) uploadArchive(w http.ResponseWriter, r *http.Request, t store.
 	writeJSON(w, http.StatusOK, sbx.ArchiveResult(res))
 }
 
-func (h *handler) mkdir(w http.ResponseWriter, r *http.Request, t store.Tenant) {
-	var req sbx.MkdirRequest
-	if !h.decodeOrFail(w, r, &req, false) {
-		return
-	}
-	if req.Mode > 0o7777 {
-		h.writeError(w, r, invalidf("mode must be at most 07777"))
-		return
-	}
-	a, ok := h.agentOr(w, r, t)
-	if !ok {
-		return
-	}
-	fi, err := a.Mkdir(r.Context(), agent.MkdirRequest(req))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, sbx.FileInfo(fi))
-}
-
-func (h *handler) moveFile(w http.ResponseWriter, r *http.Request, t store.Tenant) {
-	var req sbx.MoveRequest
-	if !h.decodeOrFail(w, r, &req, false) {
-		return
-	}
-	a, ok := h.agentOr(w, r, t)
-	if !ok {
-		return
-	}
-	fi, err := a.Move(r.Context(), agent.MoveRequest(req))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, sbx.FileInfo(fi))
-}
-
-func (h *handler) chmod(w http.ResponseWriter, r *http.Request, t store.Tenant) {
-	var req sbx.ChmodRequest
-	if !h.decodeOrFail(w, r, &req, false) {
-		return
-	}
-	a, ok := h.agentOr(w, r, t)
-	if !ok {
-		return
-	}
-	fi, err := a.Chmod(r.Context(), agent.ChmodRequest(req))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, sbx.FileInfo(fi))
-}
-
 func (h *handler) removeFile(w http.ResponseWriter, r *http.Request, t store.Tenant) {
 	p, err := queryPath(r)
 	recursive, err2 := queryBool(r, "recursive")
@@ -303,7 +269,7 @@ func (h *handler) removeFile(w http.ResponseWriter, r *http.Request, t store.Ten
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func toFindResult(res agent.FindResult) sbx.FindResult {
+func toFindResult(res agent.FindResult, err error) (sbx.FindResult, error) {
 	out := sbx.FindResult{Truncated: res.Truncated}
 	for _, f := range res.Files {
 		out.Files = append(out.Files, sbx.FileInfo(f))
@@ -311,62 +277,31 @@ func toFindResult(res agent.FindResult) sbx.FindResult {
 	for _, m := range res.Matches {
 		out.Matches = append(out.Matches, sbx.SearchMatch(m))
 	}
-	return out
+	return out, err
 }
 
-func (h *handler) findFiles(w http.ResponseWriter, r *http.Request, t store.Tenant) {
-	var req sbx.FindRequest
-	if !h.decodeOrFail(w, r, &req, false) {
-		return
-	}
-	a, ok := h.agentOr(w, r, t)
-	if !ok {
-		return
-	}
-	res, err := a.Find(r.Context(), agent.FindRequest(req))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, toFindResult(res))
-}
+func toFileInfo(fi agent.FileInfo, err error) (sbx.FileInfo, error) { return sbx.FileInfo(fi), err }
 
-func (h *handler) searchFiles(w http.ResponseWriter, r *http.Request, t store.Tenant) {
-	var req sbx.SearchRequest
-	if !h.decodeOrFail(w, r, &req, false) {
-		return
+// jsonCall serves a toolbox route whose request and answer are JSON: it
+// decodes In, finds the sandbox's agent, calls fn and writes its answer
+// with status.
+func jsonCall[In, Out any](h *handler, status int, fn func(ctx context.Context, a *agent.Client, in In) (Out, error)) func(http.ResponseWriter, *http.Request, store.Tenant) {
+	return func(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+		var in In
+		if !h.decodeOrFail(w, r, &in, false) {
+			return
+		}
+		a, ok := h.agentOr(w, r, t)
+		if !ok {
+			return
+		}
+		out, err := fn(r.Context(), a, in)
+		if err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, status, out)
 	}
-	a, ok := h.agentOr(w, r, t)
-	if !ok {
-		return
-	}
-	res, err := a.Search(r.Context(), agent.SearchRequest(req))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, toFindResult(res))
-}
-
-func (h *handler) replaceInFiles(w http.ResponseWriter, r *http.Request, t store.Tenant) {
-	var req sbx.ReplaceRequest
-	if !h.decodeOrFail(w, r, &req, false) {
-		return
-	}
-	a, ok := h.agentOr(w, r, t)
-	if !ok {
-		return
-	}
-	res, err := a.Replace(r.Context(), agent.ReplaceRequest(req))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	out := make([]sbx.ReplaceResult, len(res))
-	for i, rr := range res {
-		out[i] = sbx.ReplaceResult(rr)
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // firstErr returns the first non-nil error.

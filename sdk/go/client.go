@@ -336,14 +336,31 @@ func (c *Client) ExecStream(ctx context.Context, id string, req ExecRequest, std
 		return ExitStatus{}, err
 	}
 	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
-	for {
+	return consumeFrames(ndjsonFrames(resp.Body, "exec stream"), stdout, stderr)
+}
+
+// ndjsonFrames reads ExecFrames from an NDJSON body.
+func ndjsonFrames(r io.Reader, what string) func() (ExecFrame, error) {
+	dec := json.NewDecoder(r)
+	return func() (ExecFrame, error) {
 		var f ExecFrame
 		if err := dec.Decode(&f); err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return ExitStatus{}, fmt.Errorf("reading exec stream: %w", err)
+			return f, fmt.Errorf("reading %s: %w", what, err)
+		}
+		return f, nil
+	}
+}
+
+// consumeFrames copies stdout and stderr frames to the writers (either may
+// be nil) until the exit frame, whose status it returns, or an error frame.
+func consumeFrames(next func() (ExecFrame, error), stdout, stderr io.Writer) (ExitStatus, error) {
+	for {
+		f, err := next()
+		if err != nil {
+			return ExitStatus{}, err
 		}
 		switch f.Type {
 		case FrameStdout, FrameStderr:
@@ -358,7 +375,7 @@ func (c *Client) ExecStream(ctx context.Context, id string, req ExecRequest, std
 			}
 		case FrameExit:
 			if f.Exit == nil {
-				return ExitStatus{}, errors.New("reading exec stream: exit frame without status")
+				return ExitStatus{}, errors.New("exit frame without status")
 			}
 			return *f.Exit, nil
 		case FrameError:

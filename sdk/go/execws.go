@@ -3,7 +3,6 @@ package sbx
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -91,29 +90,7 @@ func (e *ExecConn) Recv() (ExecFrame, error) {
 // Wait copies the output to stdout and stderr (either may be nil) until
 // the command ends, and returns how it ended.
 func (e *ExecConn) Wait(stdout, stderr io.Writer) (ExitStatus, error) {
-	for {
-		f, err := e.Recv()
-		if err != nil {
-			return ExitStatus{}, err
-		}
-		switch f.Type {
-		case FrameStdout:
-			if stdout != nil {
-				stdout.Write(f.Data)
-			}
-		case FrameStderr:
-			if stderr != nil {
-				stderr.Write(f.Data)
-			}
-		case FrameExit:
-			if f.Exit == nil {
-				return ExitStatus{}, errors.New("exit frame without status")
-			}
-			return *f.Exit, nil
-		case FrameError:
-			return ExitStatus{}, streamError(f.Code, f.Message)
-		}
-	}
+	return consumeFrames(e.Recv, stdout, stderr)
 }
 
 // Close abandons the command (it is killed if it still runs).

@@ -2,9 +2,6 @@ package sbx
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -133,33 +130,7 @@ func (c *Client) FollowSessionLogs(ctx context.Context, id, sid, cmdID string, s
 		return ExitStatus{}, err
 	}
 	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var f ExecFrame
-		if err := dec.Decode(&f); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return ExitStatus{}, fmt.Errorf("reading session logs: %w", err)
-		}
-		switch f.Type {
-		case FrameStdout, FrameStderr:
-			w := stdout
-			if f.Type == FrameStderr {
-				w = stderr
-			}
-			if w != nil {
-				w.Write(f.Data)
-			}
-		case FrameExit:
-			if f.Exit == nil {
-				return ExitStatus{}, errors.New("exit frame without status")
-			}
-			return *f.Exit, nil
-		case FrameError:
-			return ExitStatus{}, streamError(f.Code, f.Message)
-		}
-	}
+	return consumeFrames(ndjsonFrames(resp.Body, "session logs"), stdout, stderr)
 }
 
 // SessionInput writes to a running command's stdin; eof closes it after.
