@@ -123,3 +123,41 @@ func TestSessionLogsEndWhenSandboxStops(t *testing.T) {
 		t.Fatal("following did not end when the sandbox stopped")
 	}
 }
+
+// TestToolboxSurvivesDaemonCrash: sessions and terminals live in the
+// sandbox's agent, so a kill -9 of the daemon loses none of them.
+func TestToolboxSurvivesDaemonCrash(t *testing.T) {
+	setup(t)
+	c := admin
+	ctx := t.Context()
+	sb := create(t, c, sbx.CreateSandboxRequest{})
+	if _, err := c.CreateSession(ctx, sb.ID, sbx.CreateSessionRequest{ID: "keep"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SessionExec(ctx, sb.ID, "keep", sbx.SessionExecRequest{Command: "export KEPT=yes; cd /tmp"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.SessionExec(ctx, sb.ID, "keep", sbx.SessionExecRequest{Command: "echo before; sleep 1; echo after", Async: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pty, err := c.CreatePTY(ctx, sb.ID, sbx.CreatePTYRequest{Argv: []string{"sh"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemon.Kill9()
+	if err := daemon.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.SessionExec(ctx, sb.ID, "keep", sbx.SessionExecRequest{Command: "echo $KEPT $(pwd)"})
+	if err != nil || r.Stdout != "yes /tmp\n" {
+		t.Fatalf("session after the crash: %+v %v", r, err)
+	}
+	var out bytes.Buffer
+	if st, err := c.FollowSessionLogs(ctx, sb.ID, "keep", a.Command.ID, &out, nil); err != nil || st.Code != 0 || out.String() != "before\nafter\n" {
+		t.Errorf("the async command across the crash: %+v %v %q", st, err, out.String())
+	}
+	if got, err := c.GetPTY(ctx, sb.ID, pty.ID); err != nil || !got.Running {
+		t.Errorf("terminal after the crash: %+v %v", got, err)
+	}
+}
