@@ -182,6 +182,28 @@ func TestCodeRun(t *testing.T) {
 		}
 	})
 
+	t.Run("javascript context", func(t *testing.T) {
+		c, err := admin.CreateContext(ctx, sb.ID, sbx.CreateContextRequest{Language: "javascript"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCode(t, sb.ID, sbx.CodeRequest{ContextID: c.ID, Code: "let x = 41"})
+		if res := runCode(t, sb.ID, sbx.CodeRequest{ContextID: c.ID, Code: "x + 1"}); len(res.Artifacts) != 1 || res.Artifacts[0].Text != "42" {
+			t.Errorf("x + 1: %+v", res)
+		}
+		res := runCode(t, sb.ID, sbx.CodeRequest{ContextID: c.ID, Code: "while (true) {}", TimeoutSeconds: 0.5})
+		if !res.TimedOut || res.ExitCode != 130 {
+			t.Errorf("interrupted: %+v", res)
+		}
+		if res := runCode(t, sb.ID, sbx.CodeRequest{ContextID: c.ID, Code: "console.log(x)"}); res.Stdout != "41\n" {
+			t.Errorf("after the interrupt: %+v", res)
+		}
+		list, err := admin.ListContexts(ctx, sb.ID)
+		if err != nil || len(list) != 1 || list[0].Language != "javascript" || list[0].Runs != 4 {
+			t.Errorf("ListContexts = %+v, %v", list, err)
+		}
+	})
+
 	t.Run("errors", func(t *testing.T) {
 		if _, err := admin.RunCode(ctx, sb.ID, sbx.CodeRequest{Language: "cobol", Code: "x"}); !sbx.IsInvalidArgument(err) {
 			t.Errorf("unknown language: %v", err)

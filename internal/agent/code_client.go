@@ -114,6 +114,13 @@ type ChartElement struct {
 	Value  *float64     `json:"value,omitempty"`  // bar, histogram
 	Angle  *float64     `json:"angle,omitempty"`  // pie, degrees
 	Radius *float64     `json:"radius,omitempty"` // pie
+	// box: the whiskers' ends, the quartiles and the outliers.
+	Min           *float64  `json:"min,omitempty"`
+	FirstQuartile *float64  `json:"first_quartile,omitempty"`
+	Median        *float64  `json:"median,omitempty"`
+	ThirdQuartile *float64  `json:"third_quartile,omitempty"`
+	Max           *float64  `json:"max,omitempty"`
+	Outliers      []float64 `json:"outliers,omitempty"`
 }
 
 // CodeError is the exception a run in a context ended with.
@@ -133,7 +140,7 @@ type CodeExit struct {
 
 // ContextRequest creates a context.
 type ContextRequest struct {
-	Language string   `json:"language,omitempty"` // default python
+	Language string   `json:"language,omitempty"` // python (default) or javascript
 	Cwd      string   `json:"cwd,omitempty"`
 	Env      []string `json:"env,omitempty"`
 	User     string   `json:"user,omitempty"`

@@ -149,8 +149,8 @@ func (cs *codeServer) createContext(req ContextRequest) (*kernel, error) {
 			return nil, unknownLanguage(req.Language)
 		}
 	}
-	if lang != LangPython {
-		return nil, errdefs.Publicf(errdefs.ErrInvalidArgument, "contexts are python only for now, not %s", lang)
+	if lang != LangPython && lang != LangJavaScript {
+		return nil, errdefs.Publicf(errdefs.ErrInvalidArgument, "contexts run python or javascript, not %s", lang)
 	}
 	cs.mu.Lock()
 	n := len(cs.kernels)
@@ -176,10 +176,14 @@ func (cs *codeServer) createContext(req ContextRequest) (*kernel, error) {
 // startKernel starts the interpreter and waits for it to be ready.
 func (cs *codeServer) startKernel(req ContextRequest, lang string) (*kernel, error) {
 	s := cs.s
-	sp, err := s.prepare(ExecRequest{Argv: []string{"python3"}, Cwd: req.Cwd, Env: req.Env, User: req.User})
+	interp, script, flags := "python3", "kernel.py", []string{"-u"}
+	if lang == LangJavaScript {
+		interp, script, flags = "node", "kernel.js", nil
+	}
+	sp, err := s.prepare(ExecRequest{Argv: []string{interp}, Cwd: req.Cwd, Env: req.Env, User: req.User})
 	if err != nil {
 		if errdefs.Kind(err) == errdefs.ErrNotFound && strings.Contains(err.Error(), "not found in $PATH") {
-			return nil, errdefs.Public(errdefs.ErrNotFound, "python contexts need python3, which is not on this sandbox's PATH")
+			return nil, errdefs.Publicf(errdefs.ErrInvalidArgument, "%s contexts need %s, which is not on this sandbox's PATH", lang, interp)
 		}
 		return nil, err
 	}
@@ -187,15 +191,21 @@ func (cs *codeServer) startKernel(req ContextRequest, lang string) (*kernel, err
 	if err != nil {
 		return nil, err
 	}
-	src, _ := codekit.ReadFile("codekit/kernel.py")
-	if err := dir.writeFile("kernel.py", src, sp.cred); err != nil {
+	src, err := codekit.ReadFile("codekit/" + script)
+	if err == nil {
+		err = dir.writeFile(script, src, sp.cred)
+	}
+	if err != nil {
 		dir.remove()
 		return nil, fmt.Errorf("writing the kernel: %w", err)
 	}
 	var nonce [12]byte
 	rand.Read(nonce[:])
 	marker := "\x1e\x1fsbx-end-" + hex.EncodeToString(nonce[:]) + "\x1f\x1e"
-	env := withFigureEnv(sp.env, req.Env, dir, "")
+	env := sp.env
+	if lang == LangPython {
+		env = withFigureEnv(env, req.Env, dir, "")
+	}
 	env = mergeEnv(env, []string{"SBX_KERNEL_MARKER=" + marker})
 
 	// Pipes: the kernel's stdin is /dev/null, fds 3 and 4 are the control
@@ -230,7 +240,7 @@ func (cs *codeServer) startKernel(req ContextRequest, lang string) (*kernel, err
 			return nil, fmt.Errorf("creating the kernel's pipes: %w", e)
 		}
 	}
-	argv := []string{sp.argv[0], "-u", filepath.Join(dir.path, "kernel.py")}
+	argv := append(append([]string{interp}, flags...), filepath.Join(dir.path, script))
 	c, err := s.reaper.start(sp.path, argv, &syscall.ProcAttr{
 		Dir:   sp.dir,
 		Env:   env,
@@ -265,8 +275,9 @@ func (cs *codeServer) startKernel(req ContextRequest, lang string) (*kernel, err
 	ready := make(chan error, 1)
 	var startErr bytes.Buffer // what the kernel said before it was ready
 	go k.readAnswers(ansR, ready)
+	errDone := make(chan struct{})
 	go k.pump(outR, FrameStdout, nil)
-	go k.pump(errR, FrameStderr, &startErr)
+	go func() { k.pump(errR, FrameStderr, &startErr); close(errDone) }()
 	go func() {
 		<-c.done
 		st := c.exitStatus()
@@ -276,7 +287,7 @@ func (cs *codeServer) startKernel(req ContextRequest, lang string) (*kernel, err
 			if st.Signal != "" {
 				how = "was killed by " + st.Signal
 			}
-			k.dead = fmt.Sprintf("its python process %s", how)
+			k.dead = fmt.Sprintf("its %s process %s", interp, how)
 		}
 		k.mu.Unlock()
 		cmdW.Close()
@@ -293,11 +304,17 @@ func (cs *codeServer) startKernel(req ContextRequest, lang string) (*kernel, err
 	}
 	k.close("it did not start")
 	<-k.exited
+	select {
+	case <-errDone:
+	case <-time.After(time.Second): // a child of the kernel holds stderr
+	}
+	k.mu.Lock() // startErr is written under k.mu
 	msg := strings.TrimSpace(startErr.String())
+	k.mu.Unlock()
 	if len(msg) > 2000 {
 		msg = msg[len(msg)-2000:]
 	}
-	return nil, errdefs.Publicf(errdefs.ErrInvalidArgument, "the python context did not start: %s", firstNonEmpty(msg, k.deadReason()))
+	return nil, errdefs.Publicf(errdefs.ErrInvalidArgument, "the %s context did not start: %s", lang, firstNonEmpty(msg, k.deadReason()))
 }
 
 func firstNonEmpty(a, b string) string {
@@ -548,13 +565,6 @@ func (k *kernel) run(e *execSession, req CodeRequest, env map[string]string) {
 		k.mu.Unlock()
 	}()
 
-	cmd, _ := json.Marshal(map[string]any{"type": "run", "id": r.id, "code": req.Code, "env": env})
-	cmd = append(cmd, '\n')
-	if _, err := k.ctl.Write(cmd); err != nil {
-		e.sendError(errdefs.Publicf(errdefs.ErrConflict, "context %s is dead: %s", k.info.ID, firstNonEmpty(k.deadReason(), "its interpreter does not read")))
-		return
-	}
-
 	// An interrupt (timeout, the client's SIGINT or departure) sends
 	// SIGINT; a run still going interruptGrace later costs the context.
 	var (
@@ -612,6 +622,15 @@ func (k *kernel) run(e *execSession, req CodeRequest, env map[string]string) {
 			}
 		}
 	}()
+
+	// The command is written once the interrupts are armed: a kernel that
+	// does not read it is interrupted, then killed, like one that runs.
+	cmd, _ := json.Marshal(map[string]any{"type": "run", "id": r.id, "code": req.Code, "env": env})
+	cmd = append(cmd, '\n')
+	if _, err := k.ctl.Write(cmd); err != nil {
+		e.sendError(errdefs.Publicf(errdefs.ErrConflict, "context %s is dead: %s", k.info.ID, firstNonEmpty(k.deadReason(), "its interpreter does not read")))
+		return
+	}
 
 	var (
 		d    kernelDone

@@ -42,19 +42,24 @@ package agent
 // MPLBACKEND (the default image sets Agg) is overridden; an MPLBACKEND
 // given in the request's Env wins, and then nothing is captured.
 //
-// Contexts (python). Each is a `python3 -u kernel.py` (codekit/kernel.py)
-// in its own process group, started as ContextRequest says, talking to the
-// agent over two pipes (fd 3 commands in, fd 4 results out, one JSON per
-// line); its stdout and stderr are pipes the agent reads all the time.
-// Runs in one context are serialized (a waiting run gives up when its
-// client goes away). A run executes in the context's __main__; the value
-// of a last expression statement becomes a text/plain artifact; figures
+// Contexts (python, javascript). Each is a `python3 -u kernel.py` or a
+// `node kernel.js` (codekit/) in its own process group, started as
+// ContextRequest says, talking to the agent over two pipes (fd 3 commands
+// in, fd 4 results out, one JSON per line); its stdout and stderr are pipes
+// the agent reads all the time. Runs in one context are serialized (a
+// waiting run gives up when its client goes away). A python run executes
+// in the context's __main__ (top-level await allowed), a javascript run in
+// the kernel's global scope (vm.runInThisContext: top-level let, const and
+// function persist; code with top-level await runs as an async function,
+// its declarations local). The value of a last expression (a promise's
+// value, in javascript) becomes a text/plain artifact; in python, figures
 // open at the end are captured and closed, as Jupyter's inline backend
 // does. Output is attributed to a run by a per-kernel random marker that
 // the kernel writes to stdout and stderr after flushing them at the end of
 // the run; output between runs (a background thread's) is dropped. A
-// timeout sends SIGINT to the kernel's process group (KeyboardInterrupt,
-// exit code 130, the context lives on); an interpreter that has not
+// timeout sends SIGINT to the kernel's process group (KeyboardInterrupt in
+// python, vm's breakOnSigint in javascript; exit code 130, error name
+// KeyboardInterrupt, the context lives on); an interpreter that has not
 // finished the run interruptGrace later is killed with SIGKILL and the
 // context is dead. A context whose interpreter died answers 409 (conflict)
 // to every later run, saying why, until it is deleted. There are at most
@@ -78,7 +83,7 @@ import (
 	"github.com/sbx-sh/sbx/internal/errdefs"
 )
 
-//go:embed codekit/*.py
+//go:embed codekit/*.py codekit/*.js
 var codekit embed.FS
 
 const (

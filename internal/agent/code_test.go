@@ -220,6 +220,15 @@ func TestCodeFigures(t *testing.T) {
 	if diff := cmp.Diff(want, res.artifacts[1].Elements); diff != "" {
 		t.Errorf("line elements (-want +got):\n%s", diff)
 	}
+	res = mustRunCode(t, c, CodeRequest{Language: "python", Code: "import matplotlib.pyplot as plt\nplt.boxplot([[1, 2, 3, 4, 5, 40]], labels=['b'])\nplt.show()"})
+	f := func(v float64) *float64 { return &v }
+	wantBox := []ChartElement{{Label: "b", Min: f(1), FirstQuartile: f(2.25), Median: f(3.5), ThirdQuartile: f(4.75), Max: f(5), Outliers: []float64{40}}}
+	if len(res.artifacts) != 1 {
+		t.Fatalf("box: %+v %s", res.artifacts, res.stderr)
+	}
+	if diff := cmp.Diff(wantBox, res.artifacts[0].Elements); diff != "" {
+		t.Errorf("box elements (-want +got):\n%s", diff)
+	}
 }
 
 func createContext(t *testing.T, c *Client, req ContextRequest) ContextInfo {
@@ -354,8 +363,8 @@ func TestContextFigures(t *testing.T) {
 
 func TestContextLimitsAndQueue(t *testing.T) {
 	c, _ := startServer(t, ServerConfig{Env: []string{hostPath}})
-	if _, err := c.CreateContext(t.Context(), ContextRequest{Language: "javascript"}); errdefs.Kind(err) != errdefs.ErrInvalidArgument {
-		t.Fatalf("javascript context: %v", err)
+	if _, err := c.CreateContext(t.Context(), ContextRequest{Language: "typescript"}); errdefs.Kind(err) != errdefs.ErrInvalidArgument {
+		t.Fatalf("typescript context: %v", err)
 	}
 	var ids []string
 	for range maxContexts {
@@ -387,5 +396,68 @@ func TestContextLimitsAndQueue(t *testing.T) {
 		if err := c.DeleteContext(t.Context(), id); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+func TestContextJavaScript(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("no node on this host")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "helper.js"), []byte("module.exports = { v: 'from cwd' }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := startServer(t, ServerConfig{Env: []string{hostPath}, Dir: dir})
+	ci := createContext(t, c, ContextRequest{Language: "js"})
+	if ci.Language != LangJavaScript {
+		t.Fatalf("context %+v", ci)
+	}
+	in := func(code string, timeout time.Duration) codeResult {
+		t.Helper()
+		return mustRunCode(t, c, CodeRequest{ContextID: ci.ID, Code: code, Timeout: timeout})
+	}
+	value := func(r codeResult) string {
+		for _, a := range r.artifacts {
+			if a.Main {
+				return a.Text
+			}
+		}
+		return ""
+	}
+	if r := in("let x = 41; function inc(n) { return n + 1 }", 0); r.exit.Code != 0 || value(r) != "" {
+		t.Fatalf("declarations: %+v %+v", r, r.exit.Error)
+	}
+	if r := in("inc(x)", 0); value(r) != "42" {
+		t.Fatalf("inc(x): %+v", r)
+	}
+	if r := in("console.log(x + 1); console.error('e')", 0); r.stdout != "42\n" || r.stderr != "e\n" {
+		t.Fatalf("console: %+v", r)
+	}
+	if r := in("require('./helper').v", 0); value(r) != "'from cwd'" {
+		t.Fatalf("require from cwd: %+v %+v", r, r.exit.Error)
+	}
+	if r := in("await new Promise(r => setTimeout(() => r(7), 10))", 0); value(r) != "7" {
+		t.Fatalf("top-level await: %+v %+v", r, r.exit.Error)
+	}
+	if r := in("const y = await Promise.resolve(1); console.log(y + x)", 0); r.stdout != "42\n" {
+		t.Fatalf("top-level await statements: %+v %+v", r, r.exit.Error)
+	}
+	if r := in("Promise.resolve(8)", 0); value(r) != "8" {
+		t.Fatalf("promise value: %+v", r)
+	}
+	r := in("null.x", 0)
+	if r.exit.Code != 1 || r.exit.Error == nil || r.exit.Error.Name != "TypeError" || !strings.Contains(r.exit.Error.Traceback, "<cell-") {
+		t.Fatalf("exception: %+v %+v", r, r.exit.Error)
+	}
+	r = in("while (true) {}", 300*time.Millisecond)
+	if !r.exit.TimedOut || r.exit.Code != 130 || r.exit.Error == nil || r.exit.Error.Name != "KeyboardInterrupt" {
+		t.Fatalf("timeout: %+v %+v", r.exit, r.exit.Error)
+	}
+	if r := in("x", 0); value(r) != "41" {
+		t.Fatalf("after the interrupt: %+v", r)
+	}
+	r = in("process.exit(6)", 0)
+	if r.exit.Code != 6 || r.exit.Error == nil || r.exit.Error.Name != "ContextDied" {
+		t.Fatalf("process.exit: %+v %+v", r.exit, r.exit.Error)
 	}
 }

@@ -194,7 +194,7 @@ func contextCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	create.Flags().StringVarP(&lang, "lang", "l", "", "language (python)")
+	create.Flags().StringVarP(&lang, "lang", "l", "", "language: python (default) or javascript")
 	create.Flags().StringVarP(&cwd, "workdir", "w", "", "working directory")
 	create.Flags().StringVarP(&user, "user", "u", "", "user (name, uid or uid:gid)")
 	create.Flags().StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE")

@@ -79,7 +79,10 @@ func toArtifact(a *agent.Artifact) sbx.Artifact {
 func toChart(c agent.Chart) sbx.Chart {
 	out := sbx.Chart{Kind: c.Kind, Title: c.Title, XLabel: c.XLabel, YLabel: c.YLabel, XScale: c.XScale, YScale: c.YScale}
 	for _, e := range c.Elements {
-		out.Elements = append(out.Elements, sbx.ChartElement{Label: e.Label, Group: e.Group, Points: e.Points, Value: e.Value, Angle: e.Angle, Radius: e.Radius})
+		out.Elements = append(out.Elements, sbx.ChartElement{
+			Label: e.Label, Group: e.Group, Points: e.Points, Value: e.Value, Angle: e.Angle, Radius: e.Radius,
+			Min: e.Min, FirstQuartile: e.FirstQuartile, Median: e.Median, ThirdQuartile: e.ThirdQuartile, Max: e.Max, Outliers: e.Outliers,
+		})
 	}
 	for _, sub := range c.Charts {
 		out.Charts = append(out.Charts, toChart(sub))

@@ -64,7 +64,7 @@ type Chart struct {
 	Charts   []Chart        `json:"charts,omitempty"` // composite: one per axes
 }
 
-// ChartElement is one series (line, scatter), bar or wedge (pie).
+// ChartElement is one series (line, scatter), bar, wedge (pie) or box.
 type ChartElement struct {
 	Label  string       `json:"label,omitempty"`
 	Group  string       `json:"group,omitempty"`
@@ -72,6 +72,13 @@ type ChartElement struct {
 	Value  *float64     `json:"value,omitempty"`
 	Angle  *float64     `json:"angle,omitempty"`
 	Radius *float64     `json:"radius,omitempty"`
+	// Box plots: the whiskers' ends, the quartiles and the outliers.
+	Min           *float64  `json:"min,omitempty"`
+	FirstQuartile *float64  `json:"first_quartile,omitempty"`
+	Median        *float64  `json:"median,omitempty"`
+	ThirdQuartile *float64  `json:"third_quartile,omitempty"`
+	Max           *float64  `json:"max,omitempty"`
+	Outliers      []float64 `json:"outliers,omitempty"`
 }
 
 // CodeError is the exception a run in a context ended with.
@@ -111,7 +118,7 @@ type CodeFrame struct {
 
 // CreateContextRequest is the body of POST /v1/sandboxes/{id}/contexts.
 type CreateContextRequest struct {
-	Language string            `json:"language,omitempty"` // default python
+	Language string            `json:"language,omitempty"` // python (default) or javascript
 	Cwd      string            `json:"cwd,omitempty"`
 	Env      map[string]string `json:"env,omitempty"`
 	User     string            `json:"user,omitempty"`

@@ -29,7 +29,7 @@ _MAX_RESULT = 256 << 10
 
 os.set_inheritable(3, False)
 os.set_inheritable(4, False)
-_cmds = os.fdopen(3, "rb", buffering=0)
+_cmds = os.fdopen(3, "rb")  # buffered: commands are read by the line
 _answers = os.fdopen(4, "w", buffering=1)
 _here = os.path.dirname(os.path.abspath(__file__))
 

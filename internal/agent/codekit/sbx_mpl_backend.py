@@ -74,6 +74,13 @@ def _wrap(name, kind):
                     kinds.append(kind)
             except Exception:
                 pass
+        if name == "bxp":
+            # boxplot's statistics, for the chart's elements.
+            try:
+                stats = kwargs.get("bxpstats", args[0] if args else [])
+                self.__dict__.setdefault("_sbx_box", []).extend(list(stats))
+            except Exception:
+                pass
         _tag.depth = depth + 1
         try:
             return orig(self, *args, **kwargs)
@@ -170,6 +177,17 @@ def _elements(ax, kind):
                     label = _tick_label(ax, "x", r.get_x() + r.get_width() / 2)
                     value = r.get_height()
                 els.append({"label": label, "value": _num(value), "group": group})
+    elif kind == "box":
+        for i, st in enumerate(ax.__dict__.get("_sbx_box", [])[:_MAX_ELEMENTS]):
+            els.append({
+                "label": str(st.get("label", i + 1)),
+                "min": _num(st.get("whislo")),
+                "first_quartile": _num(st.get("q1")),
+                "median": _num(st.get("med")),
+                "third_quartile": _num(st.get("q3")),
+                "max": _num(st.get("whishi")),
+                "outliers": [v for v in (_num(f) for f in list(st.get("fliers", []))[:_MAX_POINTS]) if v is not None],
+            })
     elif kind == "pie":
         from matplotlib.patches import Wedge
         for w in ax.patches:
