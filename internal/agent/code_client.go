@@ -358,3 +358,10 @@ func (c *Client) ListContexts(ctx context.Context) ([]ContextInfo, error) {
 func (c *Client) DeleteContext(ctx context.Context, id string) error {
 	return c.doJSON(ctx, http.MethodDelete, "/v1/contexts/"+url.PathEscape(id), nil, nil, http.StatusNoContent)
 }
+
+// RestartContext replaces a context's interpreter by a fresh one with the
+// same ID and settings; a dead context lives again.
+func (c *Client) RestartContext(ctx context.Context, id string) (ContextInfo, error) {
+	var ci ContextInfo
+	return ci, c.doJSON(ctx, http.MethodPost, "/v1/contexts/"+url.PathEscape(id)+"/restart", nil, &ci, http.StatusOK)
+}

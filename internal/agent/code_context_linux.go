@@ -37,6 +37,7 @@ const (
 // kernel is a context: a persistent interpreter process.
 type kernel struct {
 	info   ContextInfo // ID, Language, Cwd, User, CreatedAt are fixed
+	req    ContextRequest
 	dir    *codeDir
 	proc   *child
 	ctl    *os.File // commands, the kernel's fd 3
@@ -126,6 +127,45 @@ func (cs *codeServer) handleDeleteContext(w http.ResponseWriter, r *http.Request
 	}
 	k.close("the context was deleted")
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleRestartContext replaces a context's interpreter by a new one with
+// the same ID and settings: its variables are gone, a dead context lives
+// again, and a run still going in the old one ends as ContextDied.
+func (cs *codeServer) handleRestartContext(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	cs.mu.Lock()
+	old, ok := cs.kernels[id]
+	cs.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, errdefs.Publicf(errdefs.ErrNotFound, "context %q not found", id))
+		return
+	}
+	old.close("the context was restarted")
+	// The new kernel waits for the runs queued on the old one to end.
+	select {
+	case old.sem <- struct{}{}:
+	case <-r.Context().Done():
+		return
+	}
+	k, err := cs.startKernel(old.req, old.info.Language)
+	<-old.sem
+	if err != nil {
+		writeError(w, errorStatus(err), err)
+		return
+	}
+	k.info.ID = id
+	cs.mu.Lock()
+	if cs.kernels[id] != old {
+		cs.mu.Unlock()
+		k.close("the context was deleted")
+		writeError(w, http.StatusNotFound, errdefs.Publicf(errdefs.ErrNotFound, "context %q not found", id))
+		return
+	}
+	cs.kernels[id] = k
+	cs.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(k.snapshot())
 }
 
 func (cs *codeServer) closeAll() {
@@ -269,7 +309,7 @@ func (cs *codeServer) startKernel(req ContextRequest, lang string) (*kernel, err
 			ID: newContextID(), Language: lang, Cwd: sp.dir, User: user,
 			CreatedAt: time.Now().UTC(),
 		},
-		dir: dir, proc: c, ctl: cmdW, marker: []byte(marker),
+		req: req, dir: dir, proc: c, ctl: cmdW, marker: []byte(marker),
 		exited: make(chan struct{}), sem: make(chan struct{}, 1),
 	}
 	ready := make(chan error, 1)

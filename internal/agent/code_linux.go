@@ -12,6 +12,8 @@ package agent
 //	POST   /v1/contexts        body: ContextRequest -> 201 ContextInfo
 //	GET    /v1/contexts        -> 200 [ContextInfo], oldest first
 //	DELETE /v1/contexts/{id}   -> 204
+//	POST   /v1/contexts/{id}/restart -> 200 ContextInfo: a new interpreter,
+//	                           same ID and settings, variables gone
 //
 // A code stream uses exec's framing (wire.go) and its kinds: stdout (1),
 // stderr (2), error (4, last: the run could not start). Two kinds are its
@@ -111,6 +113,7 @@ func (s *server) codeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/contexts", cs.handleCreateContext)
 	mux.HandleFunc("GET /v1/contexts", cs.handleListContexts)
 	mux.HandleFunc("DELETE /v1/contexts/{id}", cs.handleDeleteContext)
+	mux.HandleFunc("POST /v1/contexts/{id}/restart", cs.handleRestartContext)
 	// The contexts' interpreters end with the server.
 	context.AfterFunc(s.ctx, cs.closeAll)
 }

@@ -319,8 +319,19 @@ func TestContexts(t *testing.T) {
 	if len(list) != 1 || list[0].State != ContextDead || !strings.Contains(list[0].Error, "exited with code 3") {
 		t.Fatalf("dead context listed as %+v", list)
 	}
+	// A restart brings it back, empty.
+	re, err := c.RestartContext(t.Context(), ci.ID)
+	if err != nil || re.ID != ci.ID || re.State != ContextIdle || re.Runs != 0 {
+		t.Fatalf("RestartContext = %+v, %v", re, err)
+	}
+	if r := in("import os; 'x' in globals(), os.environ.get('CTX')", 0); text(r) != "(False, '1')" {
+		t.Fatalf("after the restart: %+v %+v", r, r.exit.Error)
+	}
 	if err := c.DeleteContext(t.Context(), ci.ID); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := c.RestartContext(t.Context(), ci.ID); errdefs.Kind(err) != errdefs.ErrNotFound {
+		t.Fatalf("restarting a deleted context: %v", err)
 	}
 	if err := c.DeleteContext(t.Context(), ci.ID); errdefs.Kind(err) != errdefs.ErrNotFound {
 		t.Fatalf("deleting twice: %v", err)

@@ -226,6 +226,16 @@ func contextCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	root.AddCommand(create, ls, rm)
+	restart := &cobra.Command{
+		Use: "restart ID CONTEXT", Short: "Restart a code context: a fresh interpreter, same ID", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client().RestartContext(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), c, contextTable([]sbx.CodeContext{c}))
+		},
+	}
+	root.AddCommand(create, ls, restart, rm)
 	return root
 }

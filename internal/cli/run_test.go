@@ -60,6 +60,8 @@ func TestRunExitCodes(t *testing.T) {
 		{[]string{"run", "--context", c.ID, "--timeout", "0.2", "coderun", file("loop.py", "while True: pass")}, 130},
 		{[]string{"run", "--context", "ctx-nope", "coderun", file("x.py", "1")}, 1},
 		{[]string{"run", "nosandbox", file("y.py", "1")}, 1},
+		{[]string{"context", "restart", "coderun", c.ID}, 0},
+		{[]string{"run", "--context", c.ID, "coderun", file("gone.py", "assert 'x' not in globals()")}, 0},
 		{[]string{"context", "rm", "coderun", c.ID}, 0},
 		{[]string{"context", "rm", "coderun", c.ID}, 1},
 	} {

@@ -25,6 +25,7 @@ func (h *handler) codeRoutes(route func(string, func(http.ResponseWriter, *http.
 	route("POST /v1/sandboxes/{id}/contexts", h.createContext)
 	route("GET /v1/sandboxes/{id}/contexts", h.listContexts)
 	route("DELETE /v1/sandboxes/{id}/contexts/{contextID}", h.deleteContext)
+	route("POST /v1/sandboxes/{id}/contexts/{contextID}/restart", h.restartContext)
 }
 
 // envList turns an API environment into sorted "K=V" pairs.
@@ -302,4 +303,18 @@ func (h *handler) deleteContext(w http.ResponseWriter, r *http.Request, t store.
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *handler) restartContext(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	ag, err := h.cfg.Sandboxes.Agent(r.Context(), t.ID, r.PathValue("id"))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	ci, err := ag.RestartContext(r.Context(), r.PathValue("contextID"))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toCodeContext(ci))
 }

@@ -210,6 +210,16 @@ func TestCodeContexts(t *testing.T) {
 	if err != nil || len(list) != 2 || list[0].ID != first.ID || list[1].ID != cc.ID || list[1].State != sbx.ContextDead || list[1].Runs != 6 {
 		t.Fatalf("ListContexts = %+v, %v", list, err)
 	}
+	re, err := e.sdk.RestartContext(ctx, sb.ID, cc.ID)
+	if err != nil || re.ID != cc.ID || re.State != sbx.ContextIdle {
+		t.Fatalf("RestartContext = %+v, %v", re, err)
+	}
+	if r := run("'x' in globals()", 0); len(r.Artifacts) != 1 || r.Artifacts[0].Text != "False" {
+		t.Fatalf("after the restart: %+v", r)
+	}
+	if _, err := e.sdk.RestartContext(ctx, sb.ID, "ctx-nope"); !sbx.IsNotFound(err) {
+		t.Fatalf("restarting an unknown context: %v", err)
+	}
 	for _, c := range list {
 		if err := e.sdk.DeleteContext(ctx, sb.ID, c.ID); err != nil {
 			t.Fatal(err)
@@ -228,7 +238,7 @@ func TestCodeRoutesDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range []string{"/v1/sandboxes/{id}/code", "/v1/sandboxes/{id}/contexts", "/v1/sandboxes/{id}/contexts/{contextID}"} {
+	for _, path := range []string{"/v1/sandboxes/{id}/code", "/v1/sandboxes/{id}/contexts", "/v1/sandboxes/{id}/contexts/{contextID}", "/v1/sandboxes/{id}/contexts/{contextID}/restart"} {
 		if doc.Paths.Find(path) == nil {
 			t.Errorf("route %s is not in the document", path)
 		}

@@ -239,3 +239,11 @@ func (c *Client) ListContexts(ctx context.Context, id string) ([]CodeContext, er
 func (c *Client) DeleteContext(ctx context.Context, id, contextID string) error {
 	return c.do(ctx, http.MethodDelete, sandboxPath(id, "contexts", url.PathEscape(contextID)), nil, nil, nil)
 }
+
+// RestartContext replaces a code context's interpreter by a fresh one with
+// the same ID and settings (its variables are gone); a dead context lives
+// again.
+func (c *Client) RestartContext(ctx context.Context, id, contextID string) (CodeContext, error) {
+	var cc CodeContext
+	return cc, c.do(ctx, http.MethodPost, sandboxPath(id, "contexts", url.PathEscape(contextID), "restart"), nil, nil, &cc)
+}
