@@ -2,6 +2,8 @@ package agent
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"image/png"
@@ -470,5 +472,38 @@ func TestContextJavaScript(t *testing.T) {
 	r = in("process.exit(6)", 0)
 	if r.exit.Code != 6 || r.exit.Error == nil || r.exit.Error.Name != "ContextDied" {
 		t.Fatalf("process.exit: %+v %+v", r.exit, r.exit.Error)
+	}
+}
+
+// Artifacts larger than a frame travel in data frames and arrive whole;
+// a symlink in the artifacts directory is not followed.
+func TestCodeArtifactFrames(t *testing.T) {
+	c, _ := startServer(t, ServerConfig{Env: []string{hostPath}})
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("not for the code"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code := `import os, random
+d = os.environ["SBX_CODE_ARTIFACTS"]
+random.seed(1)
+data = b"\x89PNG\r\n\x1a\n" + random.randbytes(3 << 20)
+open(os.path.join(d, "a.png"), "wb").write(data)
+open(os.path.join(d, "a.json"), "w").write('{"kind": "image", "title": "big"}')
+os.symlink(` + fmt.Sprintf("%q", secret) + `, os.path.join(d, "b.png"))
+open(os.path.join(d, "b.json"), "w").write('{"kind": "line"}')
+import hashlib
+print(hashlib.sha256(data).hexdigest())
+`
+	res := mustRunCode(t, c, CodeRequest{Language: "python", Code: code})
+	if res.exit.Code != 0 || len(res.artifacts) != 1 {
+		t.Fatalf("exit %d, %d artifacts, stderr %s", res.exit.Code, len(res.artifacts), res.stderr)
+	}
+	a := res.artifacts[0]
+	if a.Title != "big" || a.Kind != "image" || len(a.Data) != 8+3<<20 || a.Size != 0 {
+		t.Fatalf("artifact %s %s of %d bytes", a.Kind, a.Title, len(a.Data))
+	}
+	sum := sha256.Sum256(a.Data)
+	if got := hex.EncodeToString(sum[:]); got+"\n" != res.stdout {
+		t.Fatalf("data differs: %s, python says %s", got, res.stdout)
 	}
 }
