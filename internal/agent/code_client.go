@@ -136,6 +136,8 @@ type CodeError struct {
 type CodeExit struct {
 	ExitStatus
 	Error *CodeError `json:"error,omitempty"`
+	// ExecutionCount numbers the runs of a context, from 1.
+	ExecutionCount int `json:"execution_count,omitempty"`
 }
 
 // ContextRequest creates a context.

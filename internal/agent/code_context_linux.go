@@ -703,7 +703,7 @@ func (k *kernel) run(e *execSession, req CodeRequest, env map[string]string) {
 	k.cur = nil
 	k.mu.Unlock()
 	e.conn.SetWriteDeadline(time.Now().Add(exitWriteGrace))
-	exit := CodeExit{ExitStatus: ExitStatus{Duration: time.Since(start), TimedOut: to}}
+	exit := CodeExit{ExitStatus: ExitStatus{Duration: time.Since(start), TimedOut: to}, ExecutionCount: r.id}
 	if died {
 		st := k.proc.exitStatus()
 		exit.Code, exit.Signal = st.Code, st.Signal

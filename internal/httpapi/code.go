@@ -186,7 +186,7 @@ func (h *handler) streamCode(w http.ResponseWriter, r *http.Request, st *agent.C
 				return
 			}
 		case agent.FrameExit:
-			send(sbx.CodeFrame{Type: sbx.FrameExit, Exit: toExitStatus(&f.Exit.ExitStatus), Error: toCodeError(f.Exit.Error)})
+			send(sbx.CodeFrame{Type: sbx.FrameExit, Exit: toExitStatus(&f.Exit.ExitStatus), Error: toCodeError(f.Exit.Error), ExecutionCount: f.Exit.ExecutionCount})
 			return
 		case agent.FrameError:
 			fail(codeFrameError(f))
@@ -228,7 +228,7 @@ func (h *handler) bufferCode(w http.ResponseWriter, r *http.Request, st *agent.C
 		case agent.FrameExit:
 			e := toExitStatus(&f.Exit.ExitStatus)
 			res.ExitCode, res.Signal, res.TimedOut, res.OOMKilled, res.DurationMS = e.Code, e.Signal, e.TimedOut, e.OOMKilled, e.DurationMS
-			res.Error = toCodeError(f.Exit.Error)
+			res.Error, res.ExecutionCount = toCodeError(f.Exit.Error), f.Exit.ExecutionCount
 			res.Stdout = strings.ToValidUTF8(string(stdout.buf), "\uFFFD")
 			res.Stderr = strings.ToValidUTF8(string(stderr.buf), "\uFFFD")
 			res.StdoutTruncated, res.StderrTruncated = stdout.truncated, stderr.truncated

@@ -180,7 +180,7 @@ func TestCodeContexts(t *testing.T) {
 		return res
 	}
 	run("x = 41", 0)
-	if diff := cmp.Diff(sbx.CodeResult{Artifacts: []sbx.Artifact{{Type: "text/plain", Text: "42", Main: true}}}, run("x + 1", 0)); diff != "" {
+	if diff := cmp.Diff(sbx.CodeResult{Artifacts: []sbx.Artifact{{Type: "text/plain", Text: "42", Main: true}}, ExecutionCount: 2}, run("x + 1", 0)); diff != "" {
 		t.Fatalf("x + 1 (-want +got):\n%s", diff)
 	}
 	res := run("import os; print(os.environ['A']); {}['k']", 0)
@@ -194,7 +194,7 @@ func TestCodeContexts(t *testing.T) {
 	var out bytes.Buffer
 	sres, err := e.sdk.RunCodeStream(ctx, sb.ID, sbx.CodeRequest{ContextID: cc.ID, Language: "python", Code: "print(x + 1)"},
 		sbx.CodeHandlers{Stdout: func(b []byte) error { out.Write(b); return nil }})
-	if err != nil || out.String() != "42\n" || sres.ExitCode != 0 {
+	if err != nil || out.String() != "42\n" || sres.ExitCode != 0 || sres.ExecutionCount != 5 {
 		t.Fatalf("streamed in the context: %+v %v %q", sres, err, out.String())
 	}
 	if _, err := e.sdk.RunCode(ctx, sb.ID, sbx.CodeRequest{ContextID: cc.ID, Language: "bash", Code: "x"}); !sbx.IsInvalidArgument(err) {

@@ -103,6 +103,9 @@ type CodeResult struct {
 	Artifacts          []Artifact `json:"artifacts"`
 	ArtifactsTruncated bool       `json:"artifacts_truncated"`
 	Error              *CodeError `json:"error,omitempty"`
+	// ExecutionCount numbers the runs of a context, from 1 (0 for a
+	// one-shot run).
+	ExecutionCount int `json:"execution_count,omitempty"`
 }
 
 // CodeFrame is one line of a streamed code run.
@@ -111,9 +114,11 @@ type CodeFrame struct {
 	Data     []byte      `json:"data,omitempty"`
 	Artifact *Artifact   `json:"artifact,omitempty"`
 	Exit     *ExitStatus `json:"exit,omitempty"`
-	Error    *CodeError  `json:"error,omitempty"`   // on exit: the run's exception
-	Message  string      `json:"message,omitempty"` // for "error"
-	Code     string      `json:"code,omitempty"`    // for "error": a problem code
+	Error    *CodeError  `json:"error,omitempty"` // on exit: the run's exception
+	// ExecutionCount is on the exit frame of a run in a context.
+	ExecutionCount int    `json:"execution_count,omitempty"`
+	Message        string `json:"message,omitempty"` // for "error"
+	Code           string `json:"code,omitempty"`    // for "error": a problem code
 }
 
 // CreateContextRequest is the body of POST /v1/sandboxes/{id}/contexts.
@@ -212,7 +217,7 @@ func (c *Client) RunCodeStream(ctx context.Context, id string, req CodeRequest, 
 			}
 			e := f.Exit
 			res.ExitCode, res.Signal, res.TimedOut, res.OOMKilled, res.DurationMS = e.Code, e.Signal, e.TimedOut, e.OOMKilled, e.DurationMS
-			res.Error = f.Error
+			res.Error, res.ExecutionCount = f.Error, f.ExecutionCount
 			return res, nil
 		case FrameError:
 			return CodeResult{}, streamError(f.Code, f.Message)
