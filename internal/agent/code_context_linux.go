@@ -332,6 +332,11 @@ func (cs *codeServer) startKernel(req ContextRequest, lang string) (*kernel, err
 		k.mu.Unlock()
 		cmdW.Close()
 		close(k.exited)
+		// The directory goes once the run that saw the end (if any) has
+		// read its artifacts.
+		k.sem <- struct{}{}
+		dir.remove()
+		<-k.sem
 		s.log.Info("code context ended", "context", k.info.ID, "code", st.Code, "signal", st.Signal)
 	}()
 	select {
@@ -387,7 +392,7 @@ func (k *kernel) snapshot() ContextInfo {
 }
 
 // close ends the kernel: EOF on its commands, SIGKILL to its group after a
-// short grace. It does not wait.
+// short grace. It does not wait; the directory goes when the process has.
 func (k *kernel) close(why string) {
 	k.mu.Lock()
 	if k.dead == "" {
@@ -400,9 +405,7 @@ func (k *kernel) close(why string) {
 		case <-k.exited:
 		case <-time.After(500 * time.Millisecond):
 			k.kill()
-			<-k.exited
 		}
-		k.dir.remove()
 	}()
 }
 

@@ -29,6 +29,15 @@ type codeResult struct {
 	exit           CodeExit
 }
 
+// startCodeServer is startServer with the code directories in a temporary
+// directory of the test: contexts still ending when the test process exits
+// leave nothing behind.
+func startCodeServer(t *testing.T, cfg ServerConfig) (*Client, string) {
+	t.Helper()
+	t.Setenv("TMPDIR", t.TempDir())
+	return startServer(t, cfg)
+}
+
 func runCode(t *testing.T, c *Client, req CodeRequest) (codeResult, error) {
 	t.Helper()
 	s, err := c.RunCode(t.Context(), req)
@@ -69,7 +78,7 @@ func mustRunCode(t *testing.T, c *Client, req CodeRequest) codeResult {
 
 func TestCodeRun(t *testing.T) {
 	dir := t.TempDir()
-	c, _ := startServer(t, ServerConfig{Env: []string{hostPath, "BASE=b"}, Dir: dir})
+	c, _ := startCodeServer(t, ServerConfig{Env: []string{hostPath, "BASE=b"}, Dir: dir})
 	if err := os.WriteFile(filepath.Join(dir, "helper.py"), []byte("VALUE = 'from cwd'\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +128,7 @@ func TestCodeRun(t *testing.T) {
 }
 
 func TestCodeRunErrors(t *testing.T) {
-	c, _ := startServer(t, ServerConfig{Env: []string{"PATH=" + t.TempDir()}})
+	c, _ := startCodeServer(t, ServerConfig{Env: []string{"PATH=" + t.TempDir()}})
 	for _, tc := range []struct {
 		req      CodeRequest
 		wantKind error
@@ -139,7 +148,7 @@ func TestCodeRunErrors(t *testing.T) {
 }
 
 func TestCodeRunTimeout(t *testing.T) {
-	c, _ := startServer(t, ServerConfig{Env: []string{hostPath}})
+	c, _ := startCodeServer(t, ServerConfig{Env: []string{hostPath}})
 	start := time.Now()
 	res := mustRunCode(t, c, CodeRequest{Language: "python", Code: "print('started', flush=True)\nwhile True: pass", Timeout: 300 * time.Millisecond})
 	if !res.exit.TimedOut || res.exit.Signal != "SIGKILL" || res.stdout != "started\n" {
@@ -173,7 +182,7 @@ func TestCodeFigures(t *testing.T) {
 	hasMatplotlib(t)
 	dir := t.TempDir()
 	// The sandbox's default backend (Agg in the default image) is replaced.
-	c, _ := startServer(t, ServerConfig{Env: []string{hostPath, "MPLBACKEND=Agg"}, Dir: dir})
+	c, _ := startCodeServer(t, ServerConfig{Env: []string{hostPath, "MPLBACKEND=Agg"}, Dir: dir})
 	type fig struct{ Kind, Title, XLabel, YLabel string }
 	summary := func(as []Artifact) []fig {
 		var out []fig
@@ -244,7 +253,7 @@ func createContext(t *testing.T, c *Client, req ContextRequest) ContextInfo {
 
 func TestContexts(t *testing.T) {
 	dir := t.TempDir()
-	c, _ := startServer(t, ServerConfig{Env: []string{hostPath}, Dir: dir})
+	c, _ := startCodeServer(t, ServerConfig{Env: []string{hostPath}, Dir: dir})
 	ci := createContext(t, c, ContextRequest{Env: []string{"CTX=1"}})
 	if ci.Language != LangPython || ci.State != ContextIdle || ci.Cwd != dir || !strings.HasPrefix(ci.ID, "ctx-") {
 		t.Fatalf("context %+v", ci)
@@ -346,7 +355,7 @@ func TestContexts(t *testing.T) {
 // An interpreter that ignores SIGINT is killed after the grace; the context
 // is then dead.
 func TestContextUnresponsive(t *testing.T) {
-	c, _ := startServer(t, ServerConfig{Env: []string{hostPath}})
+	c, _ := startCodeServer(t, ServerConfig{Env: []string{hostPath}})
 	ci := createContext(t, c, ContextRequest{})
 	r := mustRunCode(t, c, CodeRequest{ContextID: ci.ID, Timeout: 200 * time.Millisecond,
 		Code: "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass"})
@@ -361,7 +370,7 @@ func TestContextUnresponsive(t *testing.T) {
 
 func TestContextFigures(t *testing.T) {
 	hasMatplotlib(t)
-	c, _ := startServer(t, ServerConfig{Env: []string{hostPath}})
+	c, _ := startCodeServer(t, ServerConfig{Env: []string{hostPath}})
 	ci := createContext(t, c, ContextRequest{})
 	r := mustRunCode(t, c, CodeRequest{ContextID: ci.ID, Code: "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.title('C')\nNone"})
 	if len(r.artifacts) != 1 || r.artifacts[0].Title != "C" || r.artifacts[0].Kind != "line" {
@@ -375,7 +384,7 @@ func TestContextFigures(t *testing.T) {
 }
 
 func TestContextLimitsAndQueue(t *testing.T) {
-	c, _ := startServer(t, ServerConfig{Env: []string{hostPath}})
+	c, _ := startCodeServer(t, ServerConfig{Env: []string{hostPath}})
 	if _, err := c.CreateContext(t.Context(), ContextRequest{Language: "typescript"}); errdefs.Kind(err) != errdefs.ErrInvalidArgument {
 		t.Fatalf("typescript context: %v", err)
 	}
@@ -420,7 +429,7 @@ func TestContextJavaScript(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "helper.js"), []byte("module.exports = { v: 'from cwd' }\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c, _ := startServer(t, ServerConfig{Env: []string{hostPath}, Dir: dir})
+	c, _ := startCodeServer(t, ServerConfig{Env: []string{hostPath}, Dir: dir})
 	ci := createContext(t, c, ContextRequest{Language: "js"})
 	if ci.Language != LangJavaScript {
 		t.Fatalf("context %+v", ci)
@@ -478,7 +487,7 @@ func TestContextJavaScript(t *testing.T) {
 // Artifacts larger than a frame travel in data frames and arrive whole;
 // a symlink in the artifacts directory is not followed.
 func TestCodeArtifactFrames(t *testing.T) {
-	c, _ := startServer(t, ServerConfig{Env: []string{hostPath}})
+	c, _ := startCodeServer(t, ServerConfig{Env: []string{hostPath}})
 	secret := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secret, []byte("not for the code"), 0o600); err != nil {
 		t.Fatal(err)

@@ -29,6 +29,7 @@ func TestArtifactName(t *testing.T) {
 // The exit code of `sbx run` is the code's: in a context 1 for an
 // exception, 130 for an interrupt; API errors give 1.
 func TestRunExitCodes(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir()) // the fake agent's code directories
 	_, u := fakeServer(t)
 	run := func(args ...string) int {
 		return Main(append([]string{"--url", u, "--api-key", apitest.AdminKey}, args...))

@@ -37,6 +37,7 @@ print("drawn")
 }
 
 func TestRunCode(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir()) // the fake agent's code directories
 	e := newEnv(t)
 	ctx := t.Context()
 	sb, err := e.sdk.CreateSandbox(ctx, sbx.CreateSandboxRequest{})
@@ -113,6 +114,7 @@ func TestRunCode(t *testing.T) {
 }
 
 func TestRunCodeStream(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
 	e := newEnv(t)
 	ctx := t.Context()
 	sb, err := e.sdk.CreateSandbox(ctx, sbx.CreateSandboxRequest{})
@@ -150,6 +152,7 @@ func TestRunCodeStream(t *testing.T) {
 }
 
 func TestCodeContexts(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
 	e := newEnv(t)
 	ctx := t.Context()
 	sb, err := e.sdk.CreateSandbox(ctx, sbx.CreateSandboxRequest{})
