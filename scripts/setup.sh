@@ -3,7 +3,7 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root" >&2; exit 1; }
 
-pkgs=(crun busybox-static debootstrap e2fsprogs libseccomp-dev iproute2 nftables gcc ca-certificates git)
+pkgs=(crun busybox-static debootstrap e2fsprogs libseccomp-dev iproute2 nftables gcc ca-certificates git python3-matplotlib)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
@@ -26,23 +25,6 @@ func (h *handler) codeRoutes(route func(string, func(http.ResponseWriter, *http.
 	route("GET /v1/sandboxes/{id}/contexts", h.listContexts)
 	route("DELETE /v1/sandboxes/{id}/contexts/{contextID}", h.deleteContext)
 	route("POST /v1/sandboxes/{id}/contexts/{contextID}/restart", h.restartContext)
-}
-
-// envList turns an API environment into sorted "K=V" pairs.
-func envList(env map[string]string) ([]string, error) {
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return nil, invalidf("invalid environment variable name %q", k)
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, k+"="+env[k])
-	}
-	return out, nil
 }
 
 // toAgentCode checks a code request and turns it into the agent's.

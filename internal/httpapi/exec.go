@@ -51,16 +51,27 @@ func toAgentExec(req sbx.ExecRequest) (agent.ExecRequest, error) {
 		Timeout: time.Duration(req.TimeoutSeconds * float64(time.Second)),
 		Stdin:   req.Stdin != nil,
 	}
-	keys := make([]string, 0, len(req.Env))
-	for k := range req.Env {
+	env, err := envList(req.Env)
+	if err != nil {
+		return agent.ExecRequest{}, err
+	}
+	out.Env = env
+	return out, nil
+}
+
+// envList turns an API environment into sorted "K=V" pairs.
+func envList(env map[string]string) ([]string, error) {
+	keys := make([]string, 0, len(env))
+	for k := range env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return agent.ExecRequest{}, invalidf("invalid environment variable name %q", k)
+			return nil, invalidf("invalid environment variable name %q", k)
 		}
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	out := make([]string, 0, len(keys))
 	for _, k := range keys {
-		out.Env = append(out.Env, k+"="+req.Env[k])
+		out = append(out, k+"="+env[k])
 	}
 	return out, nil
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -46,22 +45,6 @@ func toSession(s agent.Session) sbx.Session {
 		out.Commands[i] = toSessionCommand(c)
 	}
 	return out
-}
-
-func envList(env map[string]string) ([]string, error) {
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return nil, invalidf("invalid environment variable name %q", k)
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, k+"="+env[k])
-	}
-	return out, nil
 }
 
 func (h *handler) createSession(w http.ResponseWriter, r *http.Request, t store.Tenant) {
