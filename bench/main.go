@@ -27,6 +27,7 @@ func main() {
 	n := flag.Int("n", 100, "runs per measurement")
 	parallel := flag.Int("parallel", 10, "concurrency of the parallel measurement")
 	sbxBin := flag.String("sbx", "bin/sbx", "sbx binary to benchmark")
+	code := flag.Bool("code", true, "also measure code runs (builds the Debian code image once, cached in /var/lib/sbx/cache)")
 	runtimeClass := flag.String("runtime", "", "runtime class for sbx sandboxes (default: the daemon's)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
@@ -98,6 +99,9 @@ func main() {
 		fmt.Printf("  256 MiB upload %.0f MiB/s, download %.0f MiB/s\n\n", mibps[0], mibps[1])
 	} else {
 		fmt.Printf("  throughput: %v\n\n", err)
+	}
+	if *code {
+		codeBench(ctx, d, work, *n)
 	}
 	if cg, err := cgroup.Detect("/sys/fs/cgroup"); err == nil {
 		cg.Remove("/sbx-bench")
