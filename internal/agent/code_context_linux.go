@@ -702,8 +702,10 @@ func (k *kernel) run(e *execSession, req CodeRequest, env map[string]string) {
 	interrupted = true // the run is over: nothing more to interrupt
 	to := timedOut
 	imu.Unlock()
+	// Idle before the exit frame goes out: a client that asks right after
+	// the answer must not see the run as still busy.
 	k.mu.Lock()
-	k.cur = nil
+	k.cur, k.busy = nil, false
 	k.mu.Unlock()
 	e.conn.SetWriteDeadline(time.Now().Add(exitWriteGrace))
 	exit := CodeExit{ExitStatus: ExitStatus{Duration: time.Since(start), TimedOut: to}, ExecutionCount: r.id}
