@@ -488,13 +488,15 @@ func (s *server) handleReadTree(w http.ResponseWriter, r *http.Request, fr *froo
 		if err != nil {
 			return err
 		}
-		if abs == "/" || strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.") {
+		if abs == "/" || strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.") || p == "." {
 			d, err := fr.openAbs(abs, unix.O_PATH|unix.O_DIRECTORY, 0)
 			if err != nil {
 				return err
 			}
+			// "dir/." (and "/") archive the directory's contents, with no
+			// top-level name, as `docker cp dir/.` does.
 			name := path.Base(abs)
-			if abs == "/" {
+			if abs == "/" || strings.HasSuffix(p, "/.") || p == "." {
 				name = ""
 			}
 			tops = append(tops, top{d, ".", name, abs})

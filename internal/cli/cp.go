@@ -170,39 +170,72 @@ func writeTar(w io.Writer, local, name string) error {
 
 func download(cmd *cobra.Command, c *sbx.Client, id, remote, local string) error {
 	ctx := cmd.Context()
-	rc, err := c.DownloadArchive(ctx, id, remote)
+	if local == "-" {
+		rc, err := c.DownloadArchive(ctx, id, remote)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		_, err = io.Copy(cmd.OutOrStdout(), rc)
+		return err
+	}
+	st, err := c.StatFile(ctx, id, remote, false)
+	if err != nil {
+		return err
+	}
+	// Into an existing local directory under the source's name, or to the
+	// local path itself.
+	dest := local
+	if fi, err := os.Stat(local); err == nil && fi.IsDir() {
+		dest = filepath.Join(local, path.Base(path.Clean("/"+st.Path)))
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if st.Type != "dir" {
+		return downloadFile(cmd, c, id, remote, dest)
+	}
+	if err := os.MkdirAll(dest, 0o755); err != nil {
+		return err
+	}
+	// The directory's contents, extracted with dest as the root.
+	rc, err := c.DownloadArchive(ctx, id, strings.TrimSuffix(st.Path, "/")+"/.")
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	if local == "-" {
-		_, err := io.Copy(cmd.OutOrStdout(), rc)
-		return err
-	}
-	// Into an existing local directory under the source's name, or to
-	// the local path itself (the archive's top entry renamed).
-	destDir, rename := local, ""
-	if fi, err := os.Stat(local); err != nil || !fi.IsDir() {
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		destDir, rename = filepath.Dir(local), filepath.Base(local)
-	}
-	return extractTar(rc, destDir, rename)
+	return extractTar(rc, dest)
 }
 
-// extractTar extracts r under dir through os.Root, so that no entry name
-// and no symlink in the archive (which comes from an untrusted sandbox)
-// can write outside dir. With rename, the archive's top-level name is
-// replaced by it.
-func extractTar(r io.Reader, dir, rename string) error {
+func downloadFile(cmd *cobra.Command, c *sbx.Client, id, remote, dest string) error {
+	rc, fi, err := c.Download(cmd.Context(), id, remote)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fs.FileMode(fi.Mode).Perm()|0o200)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, rc); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// extractTar extracts r, an archive from an untrusted sandbox, into dir
+// and nowhere else: entries are opened through os.Root at dir (no name and
+// no symlink resolves outside it), hard links may only point at files this
+// archive created, modes are set through the opened file, and device files
+// are not recreated.
+func extractTar(r io.Reader, dir string) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
 	tr := tar.NewReader(r)
-	top := ""
+	created := map[string]bool{}
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -212,28 +245,20 @@ func extractTar(r io.Reader, dir, rename string) error {
 			return fmt.Errorf("reading the archive: %w", err)
 		}
 		name := path.Clean(hdr.Name)
-		if name == "." || name == ".." || strings.HasPrefix(name, "../") || path.IsAbs(name) {
+		if name == "." {
+			continue
+		}
+		if name == ".." || strings.HasPrefix(name, "../") || path.IsAbs(name) {
 			return fmt.Errorf("archive entry %q points outside the destination", hdr.Name)
 		}
-		first, rest, _ := strings.Cut(name, "/")
-		if top == "" {
-			top = first
-		}
-		if rename != "" && first == top {
-			name = path.Join(rename, rest)
-			if hdr.Typeflag == tar.TypeLink {
-				if lf, lrest, _ := strings.Cut(path.Clean(hdr.Linkname), "/"); lf == top {
-					hdr.Linkname = path.Join(rename, lrest)
-				}
-			}
-		}
-		if err := extractEntry(root, name, hdr, tr); err != nil {
+		if err := extractEntry(root, name, hdr, tr, created); err != nil {
 			return fmt.Errorf("extracting %s: %w", name, err)
 		}
+		created[name] = true
 	}
 }
 
-func extractEntry(root *os.Root, name string, hdr *tar.Header, r io.Reader) error {
+func extractEntry(root *os.Root, name string, hdr *tar.Header, r io.Reader, created map[string]bool) error {
 	if d := path.Dir(name); d != "." {
 		if err := root.MkdirAll(d, 0o755); err != nil {
 			return err
@@ -242,13 +267,27 @@ func extractEntry(root *os.Root, name string, hdr *tar.Header, r io.Reader) erro
 	mode := fs.FileMode(hdr.Mode).Perm()
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if err := root.Mkdir(name, mode|0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
-		return root.Chmod(name, mode|0o700)
+		// Through the opened directory, never a path that a symlink in
+		// the archive could redirect.
+		fi, err := root.Lstat(name)
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("not a directory in the destination")
+		}
+		d, err := root.Open(name)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		return d.Chmod(mode | 0o700)
 	case tar.TypeReg, tar.TypeRegA:
 		root.Remove(name) // never write through an existing symlink
-		f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+		f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return err
 		}
@@ -256,16 +295,21 @@ func extractEntry(root *os.Root, name string, hdr *tar.Header, r io.Reader) erro
 			f.Close()
 			return err
 		}
-		if err := f.Close(); err != nil {
+		if err := f.Chmod(mode); err != nil {
+			f.Close()
 			return err
 		}
-		return root.Chtimes(name, hdr.ModTime, hdr.ModTime)
+		return f.Close()
 	case tar.TypeSymlink:
 		root.Remove(name)
 		return root.Symlink(hdr.Linkname, name)
 	case tar.TypeLink:
+		target := path.Clean(hdr.Linkname)
+		if !created[target] {
+			return fmt.Errorf("hard link to %q, which this archive did not create", hdr.Linkname)
+		}
 		root.Remove(name)
-		return root.Link(path.Clean(hdr.Linkname), name)
+		return root.Link(target, name)
 	}
 	return nil // fifos and devices are not recreated on the host
 }
