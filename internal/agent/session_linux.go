@@ -236,9 +236,13 @@ func (s *server) newSession(req SessionRequest) (*shellSession, error) {
 	return ss, nil
 }
 
-// privateDir makes a 0700 directory for a session's FIFOs, preferring
-// /dev/shm (a tmpfs in every sandbox) over $TMPDIR.
-func privateDir(prefix string, uid, gid int) (string, error) {
+// privateDir makes the directory of a session's FIFOs and scripts,
+// preferring /dev/shm (a tmpfs in every sandbox) over $TMPDIR. It stays
+// owned by the agent (root) with mode 0711: the session's user can open
+// the entries the agent made for it by name, but cannot rename, replace
+// or plant anything there, so the agent's later chown and open calls by
+// path cannot be turned onto another file.
+func privateDir(prefix string) (string, error) {
 	var dir string
 	var err error
 	for _, base := range []string{"/dev/shm", os.TempDir(), "/tmp"} {
@@ -249,7 +253,7 @@ func privateDir(prefix string, uid, gid int) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("making a private directory: %w", err)
 	}
-	if err := os.Chown(dir, uid, gid); err != nil && os.Geteuid() == 0 {
+	if err := os.Chmod(dir, 0o711); err != nil {
 		os.RemoveAll(dir)
 		return "", err
 	}
@@ -257,7 +261,7 @@ func privateDir(prefix string, uid, gid int) (string, error) {
 }
 
 func (ss *shellSession) start(sp *procSpec) error {
-	dir, err := privateDir("sbx-session-", ss.uid, ss.gid)
+	dir, err := privateDir("sbx-session-")
 	if err != nil {
 		return err
 	}
