@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"syscall"
 
@@ -77,6 +78,58 @@ func responseError(resp *http.Response) error {
 	return fmt.Errorf("agent %s: %w", resp.Request.URL.Path, we.toError())
 }
 
+// maxAnswer bounds a JSON answer from an agent: the sandbox is untrusted,
+// and its agent must not be able to make the daemon buffer without end.
+const maxAnswer = 64 << 20
+
+// decodeAnswer decodes a JSON answer of at most maxAnswer bytes.
+func decodeAnswer(resp *http.Response, out any) error {
+	lr := &io.LimitedReader{R: resp.Body, N: maxAnswer + 1}
+	if err := json.NewDecoder(lr).Decode(out); err != nil {
+		if lr.N <= 0 {
+			return errdefs.Publicf(errdefs.ErrTooLarge, "the sandbox's answer to %s exceeds %d MiB", resp.Request.URL.Path, maxAnswer>>20)
+		}
+		return fmt.Errorf("decoding agent %s answer: %w", resp.Request.URL.Path, err)
+	}
+	return nil
+}
+
+// call sends a request with a JSON body (unless in is nil) and decodes a
+// JSON answer into out (unless nil); any 2xx is success.
+func (c *Client) call(ctx context.Context, method, path string, q url.Values, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encoding agent request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	req, err := c.newRequest(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return responseError(resp)
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer))
+		return nil
+	}
+	return decodeAnswer(resp, out)
+}
+
 // Health asks the agent how it is.
 func (c *Client) Health(ctx context.Context) (Health, error) {
 	req, err := c.newRequest(ctx, http.MethodGet, "/v1/health", nil)
@@ -92,8 +145,8 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 	}
 	defer resp.Body.Close()
 	var h Health
-	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
-		return Health{}, fmt.Errorf("decoding agent health: %w", err)
+	if err := decodeAnswer(resp, &h); err != nil {
+		return Health{}, err
 	}
 	return h, nil
 }

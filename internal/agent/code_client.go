@@ -309,61 +309,27 @@ func (s *CodeStream) Close() error {
 	return nil
 }
 
-func (c *Client) doJSON(ctx context.Context, method, path string, in, out any, want int) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encoding agent request: %w", err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := c.newRequest(ctx, method, path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.do(req)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != want {
-		return responseError(resp)
-	}
-	defer resp.Body.Close()
-	if out == nil {
-		io.Copy(io.Discard, resp.Body)
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decoding agent %s answer: %w", path, err)
-	}
-	return nil
-}
-
 // CreateContext starts a context and returns it once its interpreter is
 // ready.
 func (c *Client) CreateContext(ctx context.Context, req ContextRequest) (ContextInfo, error) {
 	var ci ContextInfo
-	return ci, c.doJSON(ctx, http.MethodPost, "/v1/contexts", req, &ci, http.StatusCreated)
+	return ci, c.call(ctx, http.MethodPost, "/v1/contexts", nil, req, &ci)
 }
 
 // ListContexts returns the sandbox's contexts, oldest first.
 func (c *Client) ListContexts(ctx context.Context) ([]ContextInfo, error) {
 	var l []ContextInfo
-	return l, c.doJSON(ctx, http.MethodGet, "/v1/contexts", nil, &l, http.StatusOK)
+	return l, c.call(ctx, http.MethodGet, "/v1/contexts", nil, nil, &l)
 }
 
 // DeleteContext stops a context's interpreter and forgets it.
 func (c *Client) DeleteContext(ctx context.Context, id string) error {
-	return c.doJSON(ctx, http.MethodDelete, "/v1/contexts/"+url.PathEscape(id), nil, nil, http.StatusNoContent)
+	return c.call(ctx, http.MethodDelete, "/v1/contexts/"+url.PathEscape(id), nil, nil, nil)
 }
 
 // RestartContext replaces a context's interpreter by a fresh one with the
 // same ID and settings; a dead context lives again.
 func (c *Client) RestartContext(ctx context.Context, id string) (ContextInfo, error) {
 	var ci ContextInfo
-	return ci, c.doJSON(ctx, http.MethodPost, "/v1/contexts/"+url.PathEscape(id)+"/restart", nil, &ci, http.StatusOK)
+	return ci, c.call(ctx, http.MethodPost, "/v1/contexts/"+url.PathEscape(id)+"/restart", nil, nil, &ci)
 }

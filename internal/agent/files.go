@@ -1,10 +1,8 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -144,43 +142,6 @@ type ReplaceResult struct {
 // fileQuery builds a query with the path.
 func fileQuery(path string) url.Values { return url.Values{"path": {path}} }
 
-// getJSON, postJSON: the simple request/response calls.
-func (c *Client) call(ctx context.Context, method, path string, q url.Values, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	req, err := c.newRequest(ctx, method, path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.do(req)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return responseError(resp)
-	}
-	defer resp.Body.Close()
-	if out == nil {
-		io.Copy(io.Discard, resp.Body)
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decoding agent %s: %w", req.URL.Path, err)
-	}
-	return nil
-}
 
 // Stat describes a file, following a final symlink unless nofollow.
 func (c *Client) Stat(ctx context.Context, path string, nofollow bool) (FileInfo, error) {
@@ -269,7 +230,7 @@ func (c *Client) upload(ctx context.Context, path string, q url.Values, r io.Rea
 		return responseError(resp)
 	}
 	defer resp.Body.Close()
-	return json.NewDecoder(resp.Body).Decode(out)
+	return decodeAnswer(resp, out)
 }
 
 // Mkdir creates a directory.

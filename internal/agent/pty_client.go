@@ -82,71 +82,36 @@ func ptyPath(id string, rest ...string) string {
 	return p
 }
 
-// callJSON sends a request with a JSON body (unless nil) and decodes a
-// JSON answer into out (unless nil).
-func (c *Client) callJSON(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encoding agent request: %w", err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := c.newRequest(ctx, method, path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.do(req)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		return responseError(resp)
-	}
-	defer resp.Body.Close()
-	if out == nil {
-		io.Copy(io.Discard, resp.Body)
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decoding agent %s answer: %w", path, err)
-	}
-	return nil
-}
 
 // CreatePTY opens a terminal and starts its process. Its errors carry
 // kinds: ErrNotFound for an unknown command, cwd or user, ErrAlreadyExists
 // for a taken ID, ErrResourceExhausted at the limit of terminals.
 func (c *Client) CreatePTY(ctx context.Context, req PTYRequest) (PTYInfo, error) {
 	var p PTYInfo
-	return p, c.callJSON(ctx, http.MethodPost, "/v1/ptys", req, &p)
+	return p, c.call(ctx, http.MethodPost, "/v1/ptys", nil, req, &p)
 }
 
 // ListPTYs returns the sandbox's terminals, oldest first.
 func (c *Client) ListPTYs(ctx context.Context) ([]PTYInfo, error) {
 	var l []PTYInfo
-	return l, c.callJSON(ctx, http.MethodGet, "/v1/ptys", nil, &l)
+	return l, c.call(ctx, http.MethodGet, "/v1/ptys", nil, nil, &l)
 }
 
 // GetPTY describes one terminal.
 func (c *Client) GetPTY(ctx context.Context, id string) (PTYInfo, error) {
 	var p PTYInfo
-	return p, c.callJSON(ctx, http.MethodGet, ptyPath(id), nil, &p)
+	return p, c.call(ctx, http.MethodGet, ptyPath(id), nil, nil, &p)
 }
 
 // ResizePTY sets a terminal's size; its foreground process gets SIGWINCH.
 func (c *Client) ResizePTY(ctx context.Context, id string, size PTYSize) (PTYInfo, error) {
 	var p PTYInfo
-	return p, c.callJSON(ctx, http.MethodPost, ptyPath(id, "resize"), size, &p)
+	return p, c.call(ctx, http.MethodPost, ptyPath(id, "resize"), nil, size, &p)
 }
 
 // SignalPTY sends sig to the terminal's process group.
 func (c *Client) SignalPTY(ctx context.Context, id string, sig syscall.Signal) error {
-	return c.callJSON(ctx, http.MethodPost, ptyPath(id, "signal"), map[string]int{"signal": int(sig)}, nil)
+	return c.call(ctx, http.MethodPost, ptyPath(id, "signal"), nil, map[string]int{"signal": int(sig)}, nil)
 }
 
 // WritePTY sends input to a terminal without attaching to it.
@@ -170,7 +135,7 @@ func (c *Client) WritePTY(ctx context.Context, id string, data []byte) error {
 // DeletePTY kills a terminal's process group with SIGKILL (if it runs) and
 // forgets the terminal. An attached stream still gets the exit frame.
 func (c *Client) DeletePTY(ctx context.Context, id string) error {
-	return c.callJSON(ctx, http.MethodDelete, ptyPath(id), nil, nil)
+	return c.call(ctx, http.MethodDelete, ptyPath(id), nil, nil, nil)
 }
 
 // AttachPTY attaches to a terminal: the stream replays the retained output
