@@ -142,7 +142,6 @@ type ReplaceResult struct {
 // fileQuery builds a query with the path.
 func fileQuery(path string) url.Values { return url.Values{"path": {path}} }
 
-
 // Stat describes a file, following a final symlink unless nofollow.
 func (c *Client) Stat(ctx context.Context, path string, nofollow bool) (FileInfo, error) {
 	q := fileQuery(path)

@@ -82,7 +82,6 @@ func ptyPath(id string, rest ...string) string {
 	return p
 }
 
-
 // CreatePTY opens a terminal and starts its process. Its errors carry
 // kinds: ErrNotFound for an unknown command, cwd or user, ErrAlreadyExists
 // for a taken ID, ErrResourceExhausted at the limit of terminals.
