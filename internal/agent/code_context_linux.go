@@ -400,13 +400,14 @@ func (k *kernel) close(why string) {
 	}
 	k.mu.Unlock()
 	k.ctl.Close()
-	go func() {
-		select {
-		case <-k.exited:
-		case <-time.After(500 * time.Millisecond):
-			k.kill()
-		}
-	}()
+	// The interpreter's children (subprocess, multiprocessing) go with it:
+	// its group at once, and whatever still descends from it.
+	below := map[int]bool{}
+	for _, pid := range descendants(procTable(), k.proc.pid) {
+		below[pid] = true
+	}
+	k.kill()
+	go killOwned(func(p proc) bool { return below[p.pid] })
 }
 
 // kill sends SIGKILL to the kernel's process group while its leader has not

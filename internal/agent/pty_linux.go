@@ -655,12 +655,18 @@ func (p *ptySession) signal(sig syscall.Signal) error {
 	return nil
 }
 
-// kill ends the process group if it runs.
+// kill ends the terminal's processes: its process group and, because job
+// control gives every background job a group of its own, every process of
+// the terminal's session (the leader made it with setsid).
 func (p *ptySession) kill() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.pgid > 0 {
-		syscall.Kill(-p.pgid, syscall.SIGKILL)
+	sid := p.pgid
+	if sid > 0 {
+		syscall.Kill(-sid, syscall.SIGKILL)
+	}
+	p.mu.Unlock()
+	if sid > 0 {
+		killOwned(func(q proc) bool { return q.sid == sid })
 	}
 }
 

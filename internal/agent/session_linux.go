@@ -54,6 +54,7 @@ import (
 const (
 	maxSessions        = 64
 	maxSessionCommands = 1000    // kept per session; the oldest ended ones are dropped
+	maxQueuedCommands  = 32      // running or waiting for the shell, per session
 	sessionLogLimit    = 8 << 20 // output kept per command
 	sessionMarkerEnv   = "SBX_SESSION_COMMAND"
 )
@@ -374,20 +375,28 @@ func (c *sessionCmd) snapshot() SessionCommand {
 	return c.snapshotLocked()
 }
 
-// kill ends the shell and every process of the session.
+// kill ends the shell and every process of the session: the shell's
+// descendants, and anything still carrying the session's SBX_SESSION mark
+// (children that were re-parented to the agent, or setsid'd away).
 func (ss *shellSession) kill() {
 	if ss.child == nil {
 		return
+	}
+	shell := ss.child.pid
+	mark := "SBX_SESSION=" + ss.id
+	below := map[int]bool{}
+	for _, pid := range descendants(procTable(), shell) {
+		below[pid] = true
 	}
 	ss.mu.Lock()
 	alive := ss.alive
 	ss.mu.Unlock()
 	if alive {
-		syscall.Kill(-ss.child.pid, syscall.SIGKILL)
+		syscall.Kill(-shell, syscall.SIGKILL)
 	}
-	for _, pid := range sessionProcs(ss.child.pid, "") {
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
+	killOwned(func(p proc) bool {
+		return below[p.pid] || (alive && p.pid == shell) || hasEnv(p.pid, mark)
+	})
 }
 
 func randomID() string {
@@ -439,6 +448,13 @@ func (ss *shellSession) submit(req SessionExecRequest) (*sessionCmd, error) {
 	ss.mu.Unlock()
 	if !alive {
 		return nil, errdefs.Publicf(errdefs.ErrConflict, "session %q has ended (its shell exited): delete it and create it again", ss.id)
+	}
+	ss.mu.Lock()
+	queued := len(ss.queue)
+	ss.mu.Unlock()
+	if queued >= maxQueuedCommands {
+		return nil, errdefs.Publicf(errdefs.ErrResourceExhausted,
+			"session %q already has %d commands running or waiting for the shell: wait for one to end", ss.id, queued)
 	}
 	id := randomID()
 	c := &sessionCmd{sess: ss, log: newCmdLog(sessionLogLimit), done: make(chan struct{}),
@@ -548,7 +564,13 @@ func (ss *shellSession) submit(req SessionExecRequest) (*sessionCmd, error) {
 	}()
 	line := fmt.Sprintf("{ export %s=%s; . %s; } <%s >%s 2>%s 3>&-; __sbx_status=$?; unset %s; echo \"%s $__sbx_status\" >&3\n",
 		sessionMarkerEnv, id, shQuote(script), shQuote(base+".in"), shQuote(base+".out"), shQuote(base+".err"), sessionMarkerEnv, id)
-	if _, err := io.WriteString(ss.stdin, line); err != nil {
+	// The shell reads the next command only when the previous one has
+	// ended; the queue bound keeps this write within the pipe's buffer,
+	// and the deadline guards against a shell that stopped reading.
+	ss.stdin.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.WriteString(ss.stdin, line)
+	ss.stdin.SetWriteDeadline(time.Time{})
+	if err != nil {
 		c.finish(126)
 		return nil, errdefs.Publicf(errdefs.ErrConflict, "session %q has ended", ss.id)
 	}
@@ -661,56 +683,14 @@ func (c *sessionCmd) signal(sig syscall.Signal) {
 	}
 }
 
-// sessionProcs lists the descendants of pid; with cmdID, only those whose
-// environment marks them as started by that command.
+// sessionProcs lists the descendants of root whose environment marks them
+// as started by command cmdID.
 func sessionProcs(root int, cmdID string) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	parent := map[int]int{}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces and parens.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		parent[pid] = ppid
-	}
 	var out []int
-	marker := []byte(sessionMarkerEnv + "=" + cmdID + "\x00")
-	for pid := range parent {
-		p, descends := pid, false
-		for i := 0; i < 64 && p > 1; i++ {
-			p = parent[p]
-			if p == root {
-				descends = true
-				break
-			}
+	for _, pid := range descendants(procTable(), root) {
+		if hasEnv(pid, sessionMarkerEnv+"="+cmdID) {
+			out = append(out, pid)
 		}
-		if !descends {
-			continue
-		}
-		if cmdID != "" {
-			env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
-			if err != nil || !bytes.Contains(append([]byte{0}, env...), append([]byte{0}, marker...)) {
-				continue
-			}
-		}
-		out = append(out, pid)
 	}
 	return out
 }

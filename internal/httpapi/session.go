@@ -165,7 +165,10 @@ func (h *handler) sessionLogs(w http.ResponseWriter, r *http.Request, t store.Te
 	if !ok {
 		return
 	}
-	ls, err := a.SessionLogs(r.Context(), r.PathValue("sid"), r.PathValue("cid"), follow || ws)
+	// Only streams follow: a buffered JSON answer is the output so far
+	// (bounded by the agent's per-command log), never an endless buffer.
+	streamed := ws || wantsNDJSON(r)
+	ls, err := a.SessionLogs(r.Context(), r.PathValue("sid"), r.PathValue("cid"), streamed && (follow || ws))
 	if err != nil {
 		h.writeError(w, r, err)
 		return
