@@ -313,8 +313,12 @@ func (n *names) load() {
 	n.loaded = true
 	n.users, n.groups = map[int]string{}, map[int]string{}
 	for file, m := range map[string]map[int]string{"/etc/passwd": n.users, "/etc/group": n.groups} {
-		f, err := n.fr.openAbs(file, unix.O_RDONLY, 0)
+		f, err := n.fr.openAbs(file, unix.O_RDONLY|unix.O_NONBLOCK, 0)
 		if err != nil {
+			continue
+		}
+		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+			f.Close()
 			continue
 		}
 		sc := bufio.NewScanner(io.LimitReader(f, 4<<20))
@@ -575,12 +579,18 @@ func (t *treeWriter) add(dirfd int, name, tarName string) error {
 			}
 			t.links[key] = tarName
 		}
-		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		// Non-blocking, and checked to be the file just stat'ed: a FIFO
+		// swapped in would otherwise hang the download.
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}
 		f := os.NewFile(uintptr(fd), tarName)
 		defer f.Close()
+		var fst unix.Stat_t
+		if err := unix.Fstat(fd, &fst); err != nil || fst.Mode&unix.S_IFMT != unix.S_IFREG || fst.Ino != st.Ino || fst.Dev != st.Dev {
+			return fmt.Errorf("%s changed while being archived", tarName)
+		}
 		hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size
 		if err := t.tw.WriteHeader(hdr); err != nil {
 			return err
@@ -914,14 +924,16 @@ func (s *server) extractOne(dr *froot, dir *os.File, base, shown string, hdr *ta
 		if err := unix.Mkdirat(dfd, base, 0o700); err != nil && err != unix.EEXIST {
 			return pathError(shown, err)
 		}
-		var st unix.Stat_t
-		if err := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		// Owner and mode through the opened directory: a symlink swapped
+		// in after the mkdir cannot redirect them.
+		fd, err := unix.Openat(dfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
 			return errdefs.Publicf(errdefs.ErrConflict, "%s: not a directory", shown)
 		}
-		if err := chown(); err != nil {
-			return err
-		}
-		if err := unix.Fchmodat(dfd, base, mode, 0); err != nil {
+		var m = mode
+		err = chmodFd(fd, &m, own)
+		unix.Close(fd)
+		if err != nil {
 			return pathError(shown, err)
 		}
 	case tar.TypeReg, tar.TypeRegA:
@@ -1382,6 +1394,10 @@ func (s *server) handleSearch(w http.ResponseWriter, r *http.Request, fr *froot)
 		if err != nil {
 			return err
 		}
+		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() > searchMaxFile {
+			f.Close()
+			return errdefs.Publicf(errdefs.ErrInvalidArgument, "%s: not a regular file of at most %d MiB", abs, searchMaxFile>>20)
+		}
 		search(f, abs)
 		f.Close()
 		writeJSON(w, http.StatusOK, res)
@@ -1460,10 +1476,13 @@ func replaceIn(fr *froot, p string, m *matcher, repl string) (int, string, error
 		f.Close()
 		return 0, abs, errdefs.Publicf(errdefs.ErrTooLarge, "%s: larger than %d MiB", abs, replaceMaxFile>>20)
 	}
-	data, err := io.ReadAll(f)
+	data, err := io.ReadAll(io.LimitReader(f, replaceMaxFile+1))
 	f.Close()
 	if err != nil {
 		return 0, abs, pathError(abs, err)
+	}
+	if len(data) > replaceMaxFile {
+		return 0, abs, errdefs.Publicf(errdefs.ErrTooLarge, "%s: larger than %d MiB", abs, replaceMaxFile>>20)
 	}
 	var n int
 	var out []byte
@@ -1476,6 +1495,9 @@ func replaceIn(fr *froot, p string, m *matcher, repl string) (int, string, error
 	}
 	if n == 0 {
 		return 0, abs, nil
+	}
+	if len(out) > 2*replaceMaxFile {
+		return 0, abs, errdefs.Publicf(errdefs.ErrTooLarge, "%s: the result would exceed %d MiB", abs, 2*replaceMaxFile>>20)
 	}
 	if err := writeAtomic(dir, base, abs, bytes.NewReader(out), 0, nil, false); err != nil {
 		return 0, abs, err

@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/sbx-sh/sbx/internal/errdefs"
 )
@@ -112,10 +115,20 @@ func resolveUser(etcDir, spec string) (identity, error) {
 // readColonFile returns the colon-separated fields of each line of path; a
 // missing file is empty (minimal images have no /etc/passwd).
 func readColonFile(path string) ([][]string, error) {
-	data, err := os.ReadFile(path)
+	// The sandbox owns these files: not a FIFO (it would block), not
+	// /dev/zero (it would never end).
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 16<<20))
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/sbx-sh/sbx/internal/agent"
-	"github.com/sbx-sh/sbx/internal/errdefs"
 	"github.com/sbx-sh/sbx/internal/store"
 	sbx "github.com/sbx-sh/sbx/sdk/go"
 )
@@ -83,12 +82,7 @@ func toCodeError(e *agent.CodeError) *sbx.CodeError {
 // codeFrameError is the API error for a run the agent could not start: the
 // caller's input (an interpreter the image lacks, a bad cwd or user), or a
 // context that died meanwhile.
-func codeFrameError(f agent.CodeFrame) error {
-	if errdefs.Kind(f.Err) == errdefs.ErrConflict {
-		return f.Err
-	}
-	return errdefs.Public(errdefs.ErrInvalidArgument, string(f.Data))
-}
+func codeFrameError(f agent.CodeFrame) error { return startError(f.Err, f.Data) }
 
 func (h *handler) runCode(w http.ResponseWriter, r *http.Request, t store.Tenant) {
 	var req sbx.CodeRequest

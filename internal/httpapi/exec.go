@@ -59,6 +59,24 @@ func toAgentExec(req sbx.ExecRequest) (agent.ExecRequest, error) {
 	return out, nil
 }
 
+// startError is the API error for a command the agent could not start.
+// Most are the caller's input (no such program, user or directory: the
+// agent's not_found and the like are reported as invalid arguments, as
+// they are not about the sandbox), but an agent-side failure without a
+// user-facing kind is internal, and a conflict stays a conflict.
+func startError(err error, msg []byte) error {
+	switch errdefs.Kind(err) {
+	case nil:
+		if err != nil {
+			return err // internal: logged, never shown
+		}
+		return errdefs.Public(errdefs.ErrInvalidArgument, string(msg))
+	case errdefs.ErrConflict, errdefs.ErrResourceExhausted, errdefs.ErrPermissionDenied, errdefs.ErrTooLarge:
+		return err
+	}
+	return errdefs.Public(errdefs.ErrInvalidArgument, string(msg))
+}
+
 // envList turns an API environment into sorted "K=V" pairs.
 func envList(env map[string]string) ([]string, error) {
 	keys := make([]string, 0, len(env))
@@ -162,7 +180,8 @@ func (h *handler) streamExec(w http.ResponseWriter, r *http.Request, p Process) 
 		case agent.FrameError:
 			// The agent could not start the command (no such program,
 			// unknown user, bad cwd): the caller's input.
-			send(sbx.ExecFrame{Type: sbx.FrameError, Code: sbx.CodeInvalidArgument, Message: string(f.Data)})
+			_, code := statusOf(startError(f.Err, f.Data))
+			send(sbx.ExecFrame{Type: sbx.FrameError, Code: code, Message: string(f.Data)})
 			return
 		}
 	}
@@ -204,7 +223,7 @@ func (h *handler) bufferExec(w http.ResponseWriter, r *http.Request, p Process) 
 		case agent.FrameStderr:
 			stderr.add(f.Data)
 		case agent.FrameError:
-			h.writeError(w, r, errdefs.Public(errdefs.ErrInvalidArgument, string(f.Data)))
+			h.writeError(w, r, startError(f.Err, f.Data))
 			return
 		case agent.FrameExit:
 			if f.Exit == nil {
@@ -346,7 +365,8 @@ func (h *handler) execWebSocket(w http.ResponseWriter, r *http.Request, t store.
 			conn.Close(websocket.StatusNormalClosure, "")
 			return
 		case agent.FrameError:
-			sendFrame(sbx.ExecFrame{Type: sbx.FrameError, Code: sbx.CodeInvalidArgument, Message: string(f.Data)})
+			_, code := statusOf(startError(f.Err, f.Data))
+			sendFrame(sbx.ExecFrame{Type: sbx.FrameError, Code: code, Message: string(f.Data)})
 			conn.Close(websocket.StatusNormalClosure, "")
 			return
 		}
