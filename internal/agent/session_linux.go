@@ -313,6 +313,9 @@ func (ss *shellSession) start(sp *procSpec) error {
 		ss.alive, ss.exit = false, &st
 		ss.mu.Unlock()
 		ss.stdin.Close()
+		// A background subshell may hold the status pipe's write end
+		// after the shell is gone: stop waiting for its EOF.
+		time.AfterFunc(drainGrace, func() { stR.Close() })
 	}()
 	return nil
 }

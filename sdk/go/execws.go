@@ -50,11 +50,20 @@ func (e *ExecConn) control(v any) error {
 
 // Write sends p to the command's stdin.
 func (e *ExecConn) Write(p []byte) (int, error) {
-	if err := e.ws.Write(e.ctx, websocket.MessageBinary, p); err != nil {
-		return 0, err
+	n := 0
+	for len(p) > 0 {
+		c := min(len(p), wsChunk) // the server bounds one message
+		if err := e.ws.Write(e.ctx, websocket.MessageBinary, p[:c]); err != nil {
+			return n, err
+		}
+		n += c
+		p = p[c:]
 	}
-	return len(p), nil
+	return n, nil
 }
+
+// wsChunk is the largest WebSocket message the SDK sends.
+const wsChunk = 32 << 10
 
 // CloseStdin ends the command's stdin.
 func (e *ExecConn) CloseStdin() error {

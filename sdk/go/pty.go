@@ -250,10 +250,16 @@ func (p *PTYConn) Exit() (ExitStatus, bool) {
 
 // Write sends input to the terminal.
 func (p *PTYConn) Write(b []byte) (int, error) {
-	if err := p.ws.Write(p.ctx, websocket.MessageBinary, b); err != nil {
-		return 0, fmt.Errorf("writing to terminal: %w", err)
+	n := 0
+	for len(b) > 0 {
+		c := min(len(b), wsChunk)
+		if err := p.ws.Write(p.ctx, websocket.MessageBinary, b[:c]); err != nil {
+			return n, fmt.Errorf("writing to terminal: %w", err)
+		}
+		n += c
+		b = b[c:]
 	}
-	return len(b), nil
+	return n, nil
 }
 
 // Resize sets the terminal's size.
