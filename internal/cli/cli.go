@@ -106,7 +106,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(sandboxCommands(g)...)
 	root.AddCommand(cpCommand(g))
 
-	root.AddCommand(runCommand(g))
+	root.AddCommand(runCommand(g), contextCommand(g))
 	root.AddCommand(imageCommand(g), tenantCommand(g), keyCommand(g), versionCommand(g))
 	return root
 }
