@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
@@ -28,22 +27,7 @@ func (h *handler) codeRoutes(route func(string, func(http.ResponseWriter, *http.
 	route("POST /v1/sandboxes/{id}/contexts/{contextID}/restart", h.restartContext)
 }
 
-// envList turns an API environment into sorted "K=V" pairs.
-func envList(env map[string]string) ([]string, error) {
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return nil, invalidf("invalid environment variable name %q", k)
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, k+"="+env[k])
-	}
-	return out, nil
-}
+// envList (session.go) turns an API environment into sorted "K=V" pairs.
 
 // toAgentCode checks a code request and turns it into the agent's.
 func toAgentCode(req sbx.CodeRequest) (agent.CodeRequest, error) {
