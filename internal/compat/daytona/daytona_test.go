@@ -24,7 +24,7 @@ import (
 
 func TestStates(t *testing.T) {
 	for _, tc := range []struct {
-		state, desired store.State
+		state, desired    store.State
 		want, wantDesired string
 	}{
 		{store.StateCreating, store.StateStarted, "creating", "started"},
