@@ -8,6 +8,7 @@
 
 const {
   Daytona,
+  DaytonaError,
   DaytonaNotFoundError,
   DaytonaTimeoutError,
   DaytonaFileNotFoundError,
@@ -94,6 +95,19 @@ async function flow1(daytona) {
   r = await sb.process.codeRun('import sys\nprint("argv", sys.argv[1:])\nsys.exit(4)', { argv: ['a', 'b'] });
   check(r.exitCode === 4 && r.result.includes("argv ['a', 'b']"), 'codeRun argv and exit code', r);
 
+  begin('flow 1: codeRun in javascript and typescript sandboxes');
+  for (const language of ['javascript', 'typescript']) {
+    const js = await daytona.create({ snapshot: image, language }, { timeout: 120 });
+    const code = language === 'typescript' ? 'const n: number = 21;\nconsole.log(n * 2, process.argv.slice(2).join(","));' : 'console.log(21 * 2, process.argv.slice(2).join(","));';
+    const jr = await js.process.codeRun(code, { argv: ['x', 'y'] });
+    check(jr.exitCode === 0 && jr.result.trim() === '42 x,y', `${language} codeRun`, jr);
+    await js.delete();
+  }
+
+  begin('flow 1: info');
+  check((await sb.getUserHomeDir()) === '/root', 'getUserHomeDir', await sb.getUserHomeDir());
+  check((await sb.getWorkDir()).startsWith('/'), 'getWorkDir', await sb.getWorkDir());
+
   begin('flow 1: upload and download');
   await sb.fs.uploadFile(Buffer.from('hello file\n'), '/srv/up/a.txt');
   const big = Buffer.alloc(3 << 20);
@@ -113,6 +127,17 @@ async function flow1(daytona) {
   check(many[1].result && many[1].result.toString() === 'second', 'nested file', many[1]);
   check(many[2].error && !many[2].result, 'missing file is an error', many[2]);
   await rejects(sb.fs.downloadFile('/srv/up/missing.txt'), DaytonaFileNotFoundError, 'download of a missing file');
+
+  begin('flow 1: streams');
+  const { Readable } = require('stream');
+  await sb.fs.uploadFileStream(Readable.from([Buffer.from('str'), Buffer.from('eamed')]), '/srv/up/deep/s.txt');
+  const rs = await sb.fs.downloadFileStream('/srv/up/deep/s.txt');
+  let streamed = '';
+  for await (const chunk of rs) streamed += chunk.toString();
+  check(streamed === 'streamed', 'uploadFileStream + downloadFileStream', streamed);
+  const deep = (await sb.fs.listFiles('/srv/up', { depth: 2 })).map((f) => f.name).sort();
+  check(deep.includes('s.txt') && deep.includes('b.txt') && deep.includes('deep'), 'listFiles depth 2', deep);
+  await sb.fs.deleteFile('/srv/up/deep/s.txt');
 
   begin('flow 1: file system');
   const names = (await sb.fs.listFiles('/srv/up')).map((f) => f.name).sort();
@@ -149,11 +174,27 @@ async function flow1(daytona) {
   for await (const s of daytona.list({ labels: { suite: 'other' } })) none.push(s.id);
   check(none.length === 0, 'list by another label', none);
 
+  const second = await daytona.create({ snapshot: image, labels: { suite: 'daytona-e2e' } }, { timeout: 120 });
+  const paged = [];
+  for await (const s of daytona.list({ labels: { suite: 'daytona-e2e' }, limit: 1 })) paged.push(s.id);
+  check(paged.length === 2 && paged.includes(sb.id) && paged.includes(second.id), 'list follows nextCursor', paged);
+  await second.stop(60, true);
+  const started = [];
+  for await (const s of daytona.list({ labels: { suite: 'daytona-e2e' }, states: ['started'] })) started.push(s.id);
+  check(started.length === 1 && started[0] === sb.id, 'list by state', started);
+  await second.delete();
+  const logs = await sb.process.getEntrypointLogs();
+  check(typeof logs.output === 'string' && typeof logs.stdout === 'string', 'getEntrypointLogs', logs);
+
   begin('flow 1: another tenant sees nothing');
   const other = new Daytona({ apiKey: process.env.SBX_OTHER_KEY, apiUrl, target: 'local' });
   await rejects(other.get(sb.id), DaytonaNotFoundError, "another tenant's get");
   await rejects(new Daytona({ apiKey: 'sbx_wrong', apiUrl, target: 'local' }).get(sb.id), Error, 'a wrong key');
   await other[Symbol.asyncDispose]();
+
+  begin('flow 1: what sbx does not offer yet');
+  const e = await rejects(sb.archive(), DaytonaError, 'archive');
+  check(e.statusCode === 501 && !(e instanceof DaytonaNotFoundError), 'archive answers 501', e.statusCode);
 
   begin('flow 1: create errors');
   await rejects(daytona.create({ snapshot: 'no/such:image' }), DaytonaNotFoundError, 'create from an unknown image');

@@ -108,9 +108,19 @@ func New(cfg Config) http.Handler {
 	}
 	h.controlRoutes()
 	h.toolboxRoutes()
+	// Daytona's event stream: without it the SDK polls GET /sandbox/{id},
+	// which answers final states anyway.
+	h.mux.HandleFunc(Prefix+"/socket.io/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, http.StatusNotFound, "NOT_FOUND", "", "sbx serves no socket.io events")
+	})
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		// socket.io lands here too: the SDK falls back to polling GET.
-		writeError(w, r, http.StatusNotFound, "NOT_FOUND", "", "not supported by sbx: "+r.Method+" "+r.URL.Path)
+		// A Daytona operation sbx does not offer (yet): 501, which the
+		// SDK raises as a plain DaytonaError, not as "not found".
+		source := sourceAPI
+		if isToolbox(r) {
+			source = sourceDaemon
+		}
+		writeError(w, r, http.StatusNotImplemented, "NOT_IMPLEMENTED", source, "not supported by sbx yet: "+r.Method+" "+r.URL.Path)
 	})
 	return h.logged(h.mux)
 }

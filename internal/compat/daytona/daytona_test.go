@@ -337,6 +337,15 @@ func TestAuthAndRoutes(t *testing.T) {
 	if rec, m := do("GET", "/api/socket.io/?EIO=4&transport=websocket", "", nil); rec.Code != 404 || m["code"] != "NOT_FOUND" {
 		t.Errorf("socket.io: %d %v", rec.Code, m)
 	}
+	if rec, m := do("POST", "/api/sandbox/x/archive", "good", hdr); rec.Code != 501 || m["code"] != "NOT_IMPLEMENTED" || m["source"] != sourceAPI {
+		t.Errorf("archive: %d %v", rec.Code, m)
+	}
+	if rec, m := do("GET", "/api/toolbox/x/git/status", "good", nil); rec.Code != 501 || m["source"] != sourceDaemon {
+		t.Errorf("git: %d %v", rec.Code, m)
+	}
+	if rec, _ := do("POST", "/api/sandbox/other/autostop/15", "good", hdr); rec.Code != 404 {
+		t.Errorf("autostop of an unknown sandbox: %d", rec.Code)
+	}
 }
 
 type fakeAuth struct{}

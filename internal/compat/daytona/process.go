@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -32,6 +33,13 @@ func (h *handler) tb(pattern string, fn func(http.ResponseWriter, *http.Request,
 func (h *handler) toolboxRoutes() {
 	h.tb("POST /process/execute", h.execute)
 	h.tb("POST /process/code-run", h.codeRun)
+	h.tb("GET /user-home-dir", h.dirOf(`printf '%s' "$HOME"`))
+	h.tb("GET /work-dir", h.dirOf(`pwd`))
+	h.tb("GET /version", func(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+		if _, ok := h.agentOf(w, r, t); ok {
+			writeJSON(w, http.StatusOK, map[string]string{"version": "sbx-agent/" + agent.Version})
+		}
+	})
 	h.fileRoutes()
 	h.sessionRoutes()
 	h.ptyRoutes()
@@ -158,6 +166,41 @@ func (h *handler) execute(w http.ResponseWriter, r *http.Request, t store.Tenant
 			}
 			writeJSON(w, http.StatusOK, executeResponse{ExitCode: f.Exit.Code, Result: out.String()})
 			return
+		}
+	}
+}
+
+// dirOf answers {dir} with the output of a command run as the sandbox's
+// user in its working directory (the user's home, the working directory).
+func (h *handler) dirOf(command string) func(http.ResponseWriter, *http.Request, store.Tenant) {
+	return func(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+		p, err := h.cfg.Sandboxes.Exec(r.Context(), t.ID, r.PathValue("sandbox"), agent.ExecRequest{Shell: command, Timeout: 10 * time.Second})
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		defer p.Close()
+		out := &combined{max: 64 << 10}
+		for {
+			f, err := p.Recv()
+			if err != nil {
+				h.fail(w, r, err)
+				return
+			}
+			switch f.Kind {
+			case agent.FrameStdout:
+				out.add(f.Data)
+			case agent.FrameError:
+				h.fail(w, r, f.Err)
+				return
+			case agent.FrameExit:
+				if f.Exit.Code != 0 {
+					h.fail(w, r, fmt.Errorf("%q exited with %d", command, f.Exit.Code))
+					return
+				}
+				writeJSON(w, http.StatusOK, map[string]string{"dir": strings.TrimRight(out.String(), "\n")})
+				return
+			}
 		}
 	}
 }
