@@ -4,9 +4,10 @@
 // Daytona runs against `sbx serve` by changing only apiUrl and the key.
 //
 // It is a translation of shapes and names, never a second implementation:
-// every operation is one call of the lifecycle service (internal/sandbox)
-// or of a started sandbox's agent (internal/agent), exactly as the native
-// /v1 API makes it.
+// every operation is made of calls of the lifecycle service
+// (internal/sandbox) or of a started sandbox's agent (internal/agent), the
+// ones the native /v1 API makes (a listing of depth n is n levels of List;
+// a synchronous session command's interleaved output is read from its log).
 //
 // Two surfaces, both under the prefix the daemon mounts (Prefix, "/api"):
 //
