@@ -28,6 +28,7 @@ import (
 	"github.com/sbx-sh/sbx/internal/agentbin"
 	"github.com/sbx-sh/sbx/internal/auth"
 	"github.com/sbx-sh/sbx/internal/cgroup"
+	"github.com/sbx-sh/sbx/internal/compat/daytona"
 	"github.com/sbx-sh/sbx/internal/config"
 	"github.com/sbx-sh/sbx/internal/httpapi"
 	"github.com/sbx-sh/sbx/internal/idmap"
@@ -157,7 +158,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 	if err := svc.Recover(ctx); err != nil {
 		return nil, err
 	}
-	d.Handler = httpapi.New(httpapi.Config{
+	native := httpapi.New(httpapi.Config{
 		Sandboxes: svc,
 		Images:    imgs,
 		Auth:      d.Auth,
@@ -167,6 +168,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		MaxExecOutput: cfg.Toolbox.MaxExecOutputMB << 20,
 		MaxUploadSize: cfg.Toolbox.MaxUploadMB << 20,
 	})
+	// The Daytona compatibility layer answers under /api (Daytona SDKs'
+	// apiUrl is http://host:port/api); everything else is the native API.
+	mux := http.NewServeMux()
+	mux.Handle(daytona.Prefix+"/", daytona.New(daytona.Config{
+		Sandboxes:     svc,
+		Auth:          d.Auth,
+		Log:           log.With("api", "daytona"),
+		MaxExecOutput: cfg.Toolbox.MaxExecOutputMB << 20,
+		MaxUploadSize: cfg.Toolbox.MaxUploadMB << 20,
+	}))
+	mux.Handle("/", native)
+	d.Handler = mux
 	ok = true
 	return d, nil
 }
