@@ -241,6 +241,35 @@ func (h *handler) bufferExec(w http.ResponseWriter, r *http.Request, p Process) 
 	}
 }
 
+// Keepalive timing of the toolbox WebSockets.
+const (
+	pingEvery   = 30 * time.Second
+	pingTimeout = 60 * time.Second // generous: a client reads pongs only when it reads
+)
+
+// keepalive pings conn until ctx ends and closes it when a pong does not
+// come back: a client that vanished without a FIN (a laptop closed, a NAT
+// timeout) must not hold a stream and its agent connection for ever. The
+// connection must have a reader (pongs are read there).
+func keepalive(ctx context.Context, conn *websocket.Conn) {
+	t := time.NewTicker(pingEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				conn.CloseNow()
+				return
+			}
+		}
+	}
+}
+
 // ExecControl is a client message of a WebSocket exec.
 type execControl struct {
 	Type   string `json:"type"` // stdin, stdin_close, signal
@@ -268,6 +297,7 @@ func (h *handler) execWebSocket(w http.ResponseWriter, r *http.Request, t store.
 	defer conn.CloseNow()
 	conn.SetReadLimit(maxJSONBody + 64<<10)
 	ctx := r.Context()
+	go keepalive(ctx, conn)
 	sendFrame := func(f sbx.ExecFrame) bool {
 		b, _ := json.Marshal(f)
 		return conn.Write(ctx, websocket.MessageText, b) == nil

@@ -199,6 +199,7 @@ func (h *handler) connectPTY(w http.ResponseWriter, r *http.Request, t store.Ten
 	}
 	defer ws.CloseNow()
 	ws.SetReadLimit(4 << 20)
+	go keepalive(ctx, ws)
 	log := h.log.With("path", r.URL.Path)
 
 	info := toPTY(s.Info())

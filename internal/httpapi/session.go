@@ -245,6 +245,7 @@ func (h *handler) sessionLogsWS(w http.ResponseWriter, r *http.Request, ls *agen
 	}
 	defer conn.CloseNow()
 	ctx := conn.CloseRead(r.Context()) // we only send; a client close ends ctx
+	go keepalive(ctx, conn)
 	stop := context.AfterFunc(ctx, func() { ls.Close() })
 	defer stop()
 	forwardLogFrames(ls, func(f sbx.ExecFrame) bool {
