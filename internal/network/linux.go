@@ -344,15 +344,21 @@ func (l *Linux) Teardown(ctx context.Context, id string) error {
 	if err := l.removeChain(id); err != nil {
 		return notReady(err)
 	}
-	// Removing the namespace removes eth0 and so its host end; delete the
-	// host end explicitly too, for a namespace already gone.
+	// Unmounting the namespace drops its last reference once the sandbox's
+	// processes are gone; the kernel then destroys it, and with it eth0 and
+	// its host end, asynchronously. Deleting the veth here instead would
+	// cost ≈ 30 ms of synchronous unregistering. Without the namespace
+	// (a half-made or half-removed sandbox) the host end goes explicitly.
+	if _, err := os.Lstat(l.netnsPath(id)); err == nil {
+		if err := l.removeNetns(id); err != nil {
+			return notReady(err)
+		}
+		return nil
+	}
 	if link, err := l.host.LinkByName(vethName(id)); err == nil {
 		if err := l.host.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
 			return notReady(fmt.Errorf("deleting %s: %w", vethName(id), err))
 		}
-	}
-	if err := l.removeNetns(id); err != nil {
-		return notReady(err)
 	}
 	return nil
 }

@@ -208,9 +208,11 @@ func TestLinux(t *testing.T) {
 	check("A deny", attA.NetNS, "198.51.100.2:8080", false)
 
 	// Teardown and sweep leave nothing.
+	t0 = time.Now()
 	if err := l.Teardown(ctx, "sandboxaaaaaaaaa"); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("teardown took %s", time.Since(t0))
 	if err := l.Teardown(ctx, "sandboxaaaaaaaaa"); err != nil {
 		t.Fatalf("second Teardown: %v", err)
 	}
@@ -221,7 +223,16 @@ func TestLinux(t *testing.T) {
 	if err := l.Sweep(ctx, func(string) bool { return false }); err != nil {
 		t.Fatal(err)
 	}
-	if left := leftovers(t, hostNS, cfg); len(left) > 0 {
+	// The kernel destroys unmounted namespaces (and their veths) shortly
+	// after, asynchronously.
+	var left []string
+	for range 50 {
+		if left = leftovers(t, hostNS, cfg); len(left) == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(left) > 0 {
 		t.Errorf("left behind: %v", left)
 	}
 	if err := l.Destroy(); err != nil {
