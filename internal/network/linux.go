@@ -1,9 +1,12 @@
 package network
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"os"
@@ -35,9 +38,9 @@ type Config struct {
 }
 
 // Linux is the Manager over the kernel: netlink for links, addresses and
-// routes (handles bound to namespaces; no thread switches but for making a
-// namespace and for a sysctl in a foreign host namespace) and nftables
-// over netlink.
+// routes (handles bound to namespaces) and nftables over netlink. A
+// thread switches namespace only to make a namespace and to write a
+// sysctl, locked and switched back (see onThread).
 type Linux struct {
 	cfg    Config
 	gw     netip.Addr
@@ -128,11 +131,31 @@ func (l *Linux) ensureBridge() error {
 	if _, ok := link.(*netlink.Bridge); !ok {
 		return fmt.Errorf("%s exists and is a %s, not a bridge", l.cfg.Bridge, link.Type())
 	}
+	// A bridge without a MAC of its own takes the lowest of its ports' and
+	// changes it as ports come and go; sandboxes that cached the old one
+	// would then send to a neighbour's port (dropped, after br_netfilter
+	// has already confirmed a conntrack entry without NAT). A fixed,
+	// locally administered MAC derived from the name keeps the gateway's
+	// address stable across sandboxes and daemon restarts.
+	if mac := bridgeMAC(l.cfg.Bridge); !bytes.Equal(link.Attrs().HardwareAddr, mac) {
+		if err := l.host.LinkSetHardwareAddr(link, mac); err != nil {
+			return fmt.Errorf("setting the MAC address: %w", err)
+		}
+	}
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: l.gw.AsSlice(), Mask: net.CIDRMask(l.cfg.Subnet.Bits(), 32)}}
 	if err := l.host.AddrReplace(link, addr); err != nil {
 		return err
 	}
 	return l.host.LinkSetUp(link)
+}
+
+// bridgeMAC is the bridge's MAC: locally administered, unicast, from a
+// hash of its name.
+func bridgeMAC(name string) net.HardwareAddr {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	b := binary.BigEndian.AppendUint64(nil, h.Sum64())
+	return net.HardwareAddr{0x02, b[0], b[1], b[2], b[3], b[4]}
 }
 
 // sysctl writes a /proc/sys value in the host namespace.
@@ -143,17 +166,38 @@ func (l *Linux) sysctl(path, value string) error {
 	return inNetns(l.hostNS, func() error { return os.WriteFile(path, []byte(value), 0o644) })
 }
 
-// inNetns runs fn on a locked OS thread switched into ns. The thread is
-// never switched back: the goroutine ends locked, so Go discards it.
+// inNetns runs fn on a locked OS thread switched into ns, then switches
+// the thread back and unlocks it. The thread must not be left to die: a
+// child process started from it with a parent-death signal (the runtimes'
+// and helpers' Pdeathsig) would be killed with it. Only when switching back
+// fails does the goroutine end locked, so that Go discards the thread.
 func inNetns(ns netns.NsHandle, fn func() error) error {
+	return onThread(func() error { return netns.Set(ns) }, fn)
+}
+
+// onThread runs enter then fn on a locked thread of a new goroutine and
+// restores the thread's network namespace.
+func onThread(enter, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		goruntime.LockOSThread()
-		if err := netns.Set(ns); err != nil {
+		orig, err := netns.Get()
+		if err != nil {
+			goruntime.UnlockOSThread()
 			errc <- err
 			return
 		}
-		errc <- fn()
+		defer orig.Close()
+		err = enter()
+		if err == nil {
+			err = fn()
+		}
+		if rerr := netns.Set(orig); rerr != nil {
+			errc <- errors.Join(err, fmt.Errorf("restoring the thread's network namespace: %w", rerr))
+			return // stays locked: the thread dies with the goroutine
+		}
+		goruntime.UnlockOSThread()
+		errc <- err
 	}()
 	return <-errc
 }
@@ -177,23 +221,19 @@ func (l *Linux) makeNetns(id string) (netns.NsHandle, error) {
 		return -1, err
 	}
 	f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		// The thread leaves in the new namespace: the goroutine ends
-		// locked, so Go discards the thread instead of reusing it.
-		goruntime.LockOSThread()
+	err = onThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
+			return fmt.Errorf("unshare: %w", err)
 		}
+		return nil
+	}, func() error {
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 		if err := unix.Mount(src, path, "", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind-mounting the namespace: %w", err)
-			return
+			return fmt.Errorf("bind-mounting the namespace: %w", err)
 		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		os.Remove(path)
 		return -1, err
 	}
@@ -335,6 +375,22 @@ func (l *Linux) SetSysctl(ctx context.Context, id, key, value string) error {
 func (l *Linux) SetPolicy(ctx context.Context, id string, ip netip.Addr, p Policy) error {
 	if err := l.applyPolicy(id, ip, p, false); err != nil {
 		return notReady(fmt.Errorf("egress policy: %w", err))
+	}
+	// Connections (and attempts) tracked under the old policy must not
+	// outlive it: a rejected SYN's conntrack entry would otherwise shadow
+	// the next attempt from the same port, and an established flow the new
+	// policy forbids is cut here rather than left half-open.
+	return l.forgetConnections(ip)
+}
+
+// forgetConnections deletes the conntrack entries the sandbox at ip opened.
+func (l *Linux) forgetConnections(ip netip.Addr) error {
+	f := &netlink.ConntrackFilter{}
+	if err := f.AddIP(netlink.ConntrackOrigSrcIP, ip.AsSlice()); err != nil {
+		return err
+	}
+	if _, err := l.host.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.InetFamily(unix.AF_INET), f); err != nil {
+		return notReady(fmt.Errorf("forgetting the connections of %s: %w", ip, err))
 	}
 	return nil
 }

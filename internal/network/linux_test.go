@@ -161,6 +161,11 @@ func TestLinux(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("setup took %s", time.Since(t0))
+	// The bridge keeps its own MAC whatever ports join (sandboxes cache it
+	// as their gateway's).
+	if br, err := host.LinkByName(cfg.Bridge); err != nil || br.Attrs().HardwareAddr.String() != bridgeMAC(cfg.Bridge).String() {
+		t.Errorf("bridge MAC %v (%v), want %v", br.Attrs().HardwareAddr, err, bridgeMAC(cfg.Bridge))
+	}
 	attB, err := l.Setup(ctx, "sandboxbbbbbbbbb", ipB, Policy{})
 	if err != nil {
 		t.Fatal(err)
