@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +28,12 @@ func TestKill9Recovery(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sb, err := c.CreateSandbox(t.Context(), sbx.CreateSandboxRequest{Image: testImage, Name: fmt.Sprintf("crash-%d", i)})
+			req := sbx.CreateSandboxRequest{Image: testImage, Name: fmt.Sprintf("crash-%d", i)}
+			if i%2 == 0 {
+				// Half bridged: their networks must be re-adopted too.
+				req.Network = &sbx.NetworkRequest{Mode: sbx.NetworkBridge}
+			}
+			sb, err := c.CreateSandbox(t.Context(), req)
 			if err != nil {
 				errs <- err
 				return
@@ -76,6 +82,11 @@ func TestKill9Recovery(t *testing.T) {
 			continue
 		}
 		execOK(t, c, id, "true")
+		if i%2 == 0 {
+			if out := execOK(t, c, id, "ip", "-4", "addr", "show", "eth0"); got.Network.IP == "" || !strings.Contains(out, got.Network.IP+"/") {
+				t.Errorf("bridged sandbox %d after restart: address %q, eth0:\n%s", i, got.Network.IP, out)
+			}
+		}
 	}
 	dead, err := c.GetSandbox(t.Context(), ids[1])
 	if err != nil || dead.State != "error" {

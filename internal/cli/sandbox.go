@@ -26,6 +26,7 @@ func sandboxCommands(g *globals) []*cobra.Command {
 		res        sbx.Resources
 		env, label []string
 		entrypoint string
+		netFlags   networkFlags
 	)
 	create := &cobra.Command{
 		Use:   "create [flags] [-- cmd args...]",
@@ -46,6 +47,9 @@ func sandboxCommands(g *globals) []*cobra.Command {
 				req.Entrypoint = strings.Fields(entrypoint)
 			}
 			req.Cmd = args
+			if req.Network, err = netFlags.request(cmd); err != nil {
+				return err
+			}
 			sb, err := g.client().CreateSandbox(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -70,6 +74,8 @@ func sandboxCommands(g *globals) []*cobra.Command {
 	f.StringVarP(&req.User, "user", "u", "", "user of the entrypoint and of execs")
 	f.StringVarP(&req.Workdir, "workdir", "w", "", "working directory")
 	f.StringVar(&entrypoint, "entrypoint", "", "override the image's entrypoint")
+	f.StringVar(&netFlags.mode, "network", "", "network mode: none (loopback only) or bridge (default: the daemon's)")
+	netFlags.policyFlags(f)
 
 	var lsLabels, lsStates []string
 	var all bool
@@ -290,5 +296,5 @@ With -t the command runs on a terminal in the sandbox, wired to this one
 			})
 		},
 	}
-	return []*cobra.Command{create, ls, inspect, start, stop, restart, rm, resize, labelCmd, execCmd, logs, events}
+	return []*cobra.Command{create, ls, inspect, start, stop, restart, rm, resize, labelCmd, execCmd, logs, events, networkCommand(g)}
 }

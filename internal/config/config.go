@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -43,11 +44,35 @@ type Config struct {
 
 	Toolbox Toolbox `toml:"toolbox" comment:"limits of exec, code runs, files and sessions"`
 	Pools   Pools   `toml:"pools" comment:"work done ahead of creates"`
+
+	Network Network `toml:"network" comment:"sandbox networking: bridge, NAT and the egress policy in nftables"`
 }
 
 // Pools size what is prepared ahead of requests.
 type Pools struct {
 	DiskImages int `toml:"disk_images" comment:"ready-made writable-layer images of the default disk size (0 = mkfs at each create)"`
+}
+
+// Network configures sandbox networking.
+type Network struct {
+	// Enabled sets up the bridge, forwarding and the nftables table at
+	// start and offers mode bridge; off, every sandbox is mode none.
+	Enabled     bool   `toml:"enabled" comment:"offer mode bridge (needs nftables and a bridge on this host)"`
+	DefaultMode string `toml:"default_mode" comment:"none (loopback only, fastest) or bridge: the mode of a sandbox that asks for none"`
+	Bridge      string `toml:"bridge" comment:"bridge name (unique per daemon)"`
+	Table       string `toml:"table" comment:"nftables table (family inet) of sbx's rules (unique per daemon)"`
+	Subnet      string `toml:"subnet" comment:"IPv4 subnet of the sandboxes; the bridge takes its first address"`
+	// DNS are the nameservers sandboxes use; empty takes the host's
+	// (loopback stub resolvers skipped).
+	DNS           []string `toml:"dns" comment:"nameservers for sandboxes; empty: the host's /etc/resolv.conf, loopback ones skipped"`
+	DefaultPolicy Policy   `toml:"default_policy" comment:"egress policy of a bridged sandbox that asks for none"`
+}
+
+// Policy is an egress policy: block_all, or deny then allow lists of CIDRs.
+type Policy struct {
+	BlockAll bool     `toml:"block_all"`
+	Allow    []string `toml:"allow" comment:"only these CIDRs (empty: all not denied)"`
+	Deny     []string `toml:"deny" comment:"never these CIDRs (checked first)"`
 }
 
 // Toolbox limits what one request or one sandbox may use of the toolbox.
@@ -112,6 +137,13 @@ func Default() Config {
 		CgroupParent: "/sbx",
 		Toolbox:      Toolbox{MaxUploadMB: 20480, MaxExecOutputMB: 10, MaxConcurrentExecs: 64},
 		Pools:        Pools{DiskImages: 8},
+		Network: Network{
+			Enabled: true, DefaultMode: "none", Bridge: "sbx0", Table: "sbx", Subnet: "10.88.0.0/16",
+			DNS: []string{},
+			// Private and shared address space is the operator's
+			// network: closed unless a sandbox's policy says otherwise.
+			DefaultPolicy: Policy{Allow: []string{}, Deny: []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"}},
+		},
 	}
 }
 
@@ -156,6 +188,25 @@ func (c Config) Validate() error {
 	}
 	if c.Pools.DiskImages < 0 || c.Pools.DiskImages > 10000 {
 		return fmt.Errorf("config: pools.disk_images must be between 0 and 10000")
+	}
+	if n := c.Network; n.Enabled || n.DefaultMode == "bridge" {
+		if !n.Enabled {
+			return fmt.Errorf("config: network.default_mode bridge needs network.enabled")
+		}
+		if pf, err := netip.ParsePrefix(n.Subnet); err != nil || !pf.Addr().Is4() || pf.Bits() > 30 {
+			return fmt.Errorf("config: network.subnet %q must be an IPv4 CIDR of at most /30", n.Subnet)
+		}
+		if n.Bridge == "" || len(n.Bridge) > 15 || n.Table == "" {
+			return fmt.Errorf("config: network.bridge (1 to 15 bytes) and network.table must be set")
+		}
+		for _, d := range n.DNS {
+			if a, err := netip.ParseAddr(d); err != nil || !a.Is4() {
+				return fmt.Errorf("config: network.dns %q must be an IPv4 address", d)
+			}
+		}
+	}
+	if m := c.Network.DefaultMode; m != "none" && m != "bridge" {
+		return fmt.Errorf("config: network.default_mode must be none or bridge, not %q", m)
 	}
 	if len(c.RunDir) > 60 {
 		return fmt.Errorf("config: run_dir %q is too long for unix socket paths (max 60 bytes)", c.RunDir)

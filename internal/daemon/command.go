@@ -22,6 +22,10 @@ func Commands() []*cobra.Command {
 		runtime  string
 		allowVul bool
 		cgParent string
+		bridge   string
+		table    string
+		subnet   string
+		netMode  string
 	)
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -54,6 +58,18 @@ func Commands() []*cobra.Command {
 			if f.Changed("cgroup-parent") {
 				cfg.CgroupParent = cgParent
 			}
+			if f.Changed("network-bridge") {
+				cfg.Network.Bridge = bridge
+			}
+			if f.Changed("network-table") {
+				cfg.Network.Table = table
+			}
+			if f.Changed("network-subnet") {
+				cfg.Network.Subnet = subnet
+			}
+			if f.Changed("network-default-mode") {
+				cfg.Network.DefaultMode = netMode
+			}
 			if f.Changed("allow-vulnerable-runtime") {
 				cfg.AllowVulnerableRuntime = allowVul
 			}
@@ -75,6 +91,10 @@ func Commands() []*cobra.Command {
 	f.StringVar(&level, "log-level", def.LogLevel, "debug, info, warn or error")
 	f.StringVar(&runtime, "default-runtime", def.DefaultRuntime, "default runtime class")
 	f.StringVar(&cgParent, "cgroup-parent", def.CgroupParent, "parent cgroup of all sandboxes")
+	f.StringVar(&bridge, "network-bridge", def.Network.Bridge, "bridge of bridged sandboxes")
+	f.StringVar(&table, "network-table", def.Network.Table, "nftables table (inet) of sbx's rules")
+	f.StringVar(&subnet, "network-subnet", def.Network.Subnet, "IPv4 subnet of bridged sandboxes")
+	f.StringVar(&netMode, "network-default-mode", def.Network.DefaultMode, "none or bridge: network of a sandbox that asks for none")
 	f.BoolVar(&allowVul, "allow-vulnerable-runtime", false, "start even with a runtime version that has known escapes")
 
 	cfgCmd := &cobra.Command{Use: "config", Short: "Daemon configuration"}

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -33,6 +34,7 @@ import (
 	"github.com/sbx-sh/sbx/internal/httpapi"
 	"github.com/sbx-sh/sbx/internal/idmap"
 	"github.com/sbx-sh/sbx/internal/image"
+	"github.com/sbx-sh/sbx/internal/network"
 	"github.com/sbx-sh/sbx/internal/runtime"
 	"github.com/sbx-sh/sbx/internal/sandbox"
 	"github.com/sbx-sh/sbx/internal/store"
@@ -52,7 +54,8 @@ type Daemon struct {
 	Sandboxes *sandbox.Service
 	Handler   http.Handler
 
-	lock *os.File
+	lock    *os.File
+	network *network.Linux
 }
 
 // New opens everything the daemon needs. adminKeyOut receives the admin
@@ -135,6 +138,29 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 	imgs.SetAdminTenant(admin)
 	d.Images = imgs
 
+	netCfg := cfg.Network
+	var nw network.Manager
+	if netCfg.Enabled {
+		resolvers := network.HostResolvers("/etc/resolv.conf")
+		if len(netCfg.DNS) > 0 {
+			resolvers = nil
+			for _, d := range netCfg.DNS {
+				resolvers = append(resolvers, netip.MustParseAddr(d)) // checked by Validate
+			}
+		}
+		if len(resolvers) == 0 {
+			log.Warn("no nameserver for sandboxes: the host's are loopback stubs; set network.dns")
+		}
+		l, err := network.Open(ctx, network.Config{
+			Bridge: netCfg.Bridge, Table: netCfg.Table, Subnet: netip.MustParsePrefix(netCfg.Subnet),
+			NetnsDir: filepath.Join(cfg.RunDir, "netns"), Resolvers: resolvers,
+		})
+		if err != nil {
+			return nil, err
+		}
+		d.network = l
+		nw = l
+	}
 	svc, err := sandbox.New(sandbox.Config{
 		StateDir:       cfg.StateDir,
 		RunDir:         cfg.RunDir,
@@ -150,6 +176,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		StopGrace:      cfg.StopGrace.Duration,
 		MaxExecs:       cfg.Toolbox.MaxConcurrentExecs,
 		DiskPool:       cfg.Pools.DiskImages,
+		Network:        nw,
+		DefaultNetwork: store.Network{
+			Mode: netCfg.DefaultMode, BlockAll: netCfg.DefaultPolicy.BlockAll,
+			Allow: netCfg.DefaultPolicy.Allow, Deny: netCfg.DefaultPolicy.Deny,
+		},
 	}, st, imgs, log)
 	if err != nil {
 		return nil, err
@@ -277,6 +308,9 @@ func (d *Daemon) Close() error {
 	}
 	if d.Store != nil {
 		d.Store.Close()
+	}
+	if d.network != nil {
+		d.network.Close() // the network stays for the sandboxes
 	}
 	if d.lock != nil {
 		d.lock.Close()

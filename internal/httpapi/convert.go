@@ -50,8 +50,18 @@ func toSandbox(s store.Sandbox) sbx.Sandbox {
 		Workdir:    s.Workdir,
 		Entrypoint: orEmptyList(s.Entrypoint), Cmd: orEmptyList(s.Cmd),
 		ErrorReason: s.ErrorReason, ExitCode: s.ExitCode, OOMKills: s.OOMKills,
+		Network:   toNetwork(s.Network),
 		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(), StartedAt: utcPtr(s.StartedAt),
 	}
+}
+
+func toNetwork(n store.Network) sbx.Network {
+	mode := n.Mode
+	if mode == "" {
+		mode = sbx.NetworkNone
+	}
+	return sbx.Network{Mode: mode, IP: n.IP,
+		NetworkPolicy: sbx.NetworkPolicy{BlockAll: n.BlockAll, Allow: orEmptyList(n.Allow), Deny: orEmptyList(n.Deny)}}
 }
 
 func toEvent(e store.Event) sbx.Event {

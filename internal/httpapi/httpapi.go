@@ -45,6 +45,7 @@ type Sandboxes interface {
 	Delete(ctx context.Context, tenantID, idOrName string) error
 	Resize(ctx context.Context, tenantID, idOrName string, r sandbox.ResizeOptions) (store.Sandbox, error)
 	SetLabels(ctx context.Context, tenantID, idOrName string, labels map[string]string) (store.Sandbox, error)
+	SetNetworkPolicy(ctx context.Context, tenantID, idOrName string, blockAll bool, allow, deny []string) (store.Sandbox, error)
 	Logs(ctx context.Context, tenantID, idOrName string, follow bool) (io.ReadCloser, error)
 	Events(ctx context.Context, tenantID, idOrName string, afterSeq int64) ([]store.Event, error)
 	// Agent returns the agent of a started sandbox (ErrConflict when it
@@ -183,6 +184,8 @@ func New(cfg Config) http.Handler {
 	route("POST /v1/sandboxes/{id}/restart", h.restartSandbox)
 	route("POST /v1/sandboxes/{id}/resize", h.resizeSandbox)
 	route("PUT /v1/sandboxes/{id}/labels", h.setLabels)
+	route("GET /v1/sandboxes/{id}/network", h.getNetwork)
+	route("PUT /v1/sandboxes/{id}/network", h.setNetworkPolicy)
 	route("GET /v1/sandboxes/{id}/events", h.events)
 	route("GET /v1/sandboxes/{id}/logs", h.logs)
 	route("POST /v1/sandboxes/{id}/exec", h.execSandbox)

@@ -45,6 +45,9 @@ func (h *handler) createSandbox(w http.ResponseWriter, r *http.Request, t store.
 		Env: req.Env, Labels: req.Labels, User: req.User, Workdir: req.Workdir,
 		Entrypoint: req.Entrypoint, Cmd: req.Cmd,
 	}
+	if n := req.Network; n != nil {
+		opts.Network = &sandbox.NetworkOptions{Mode: n.Mode, BlockAll: n.BlockAll, Allow: n.Allow, Deny: n.Deny}
+	}
 	if rs := req.Resources; rs != nil {
 		if err := checkResources(rs.CPU, rs.MemoryMB, rs.DiskMB, rs.Pids); err != nil {
 			h.writeError(w, r, err)
@@ -172,6 +175,28 @@ func (h *handler) setLabels(w http.ResponseWriter, r *http.Request, t store.Tena
 	}
 	sb, err := h.cfg.Sandboxes.SetLabels(r.Context(), t.ID, r.PathValue("id"), req.Labels)
 	h.answer(w, r, sb, err)
+}
+
+func (h *handler) getNetwork(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	sb, err := h.cfg.Sandboxes.Get(r.Context(), t.ID, r.PathValue("id"))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toNetwork(sb.Network))
+}
+
+func (h *handler) setNetworkPolicy(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	var req sbx.NetworkPolicy
+	if !h.decodeOrFail(w, r, &req, false) {
+		return
+	}
+	sb, err := h.cfg.Sandboxes.SetNetworkPolicy(r.Context(), t.ID, r.PathValue("id"), req.BlockAll, req.Allow, req.Deny)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toNetwork(sb.Network))
 }
 
 func (h *handler) events(w http.ResponseWriter, r *http.Request, t store.Tenant) {

@@ -18,6 +18,8 @@ type CreateOptions struct {
 	Workdir    string
 	Entrypoint []string // overrides the image's entrypoint
 	Cmd        []string // overrides the image's cmd
+	// Network: nil takes the operator's default mode and policy.
+	Network *NetworkOptions
 }
 
 // ResizeOptions change a sandbox's limits; zero fields stay as they are.

@@ -22,8 +22,9 @@ import (
 //   - one whose container is gone or dead is released and marked error;
 //   - an operation cut short is finished: creating rolls back (the create
 //     never answered), starting/stopping/destroying complete;
-//   - runtime containers, sandbox directories and cgroups that belong to no
-//     live record are removed.
+//   - runtime containers, sandbox directories, cgroups and networks
+//     (namespaces, veths, nftables chains) that belong to no live record are
+//     removed; stopped sandboxes keep their network (and address).
 func (s *Service) Recover(ctx context.Context) error {
 	var all []store.Sandbox
 	cursor := ""
@@ -62,6 +63,17 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 	}
 	s.sweep(ctx, known, containers)
+	if s.cfg.Network != nil {
+		live := map[string]bool{}
+		for _, sb := range all {
+			if got, err := s.st.GetSandbox(ctx, "", sb.ID); err == nil && got.State != store.StateDestroyed && bridged(got) {
+				live[sb.ID] = true
+			}
+		}
+		if err := s.cfg.Network.Sweep(ctx, func(id string) bool { return live[id] }); err != nil {
+			s.log.Warn("removing leftover sandbox networks", "err", err)
+		}
+	}
 	return nil
 }
 
@@ -83,6 +95,11 @@ func (s *Service) recoverOne(ctx context.Context, sb store.Sandbox, c runtime.St
 		if running {
 			in, err := s.adopt(ctx, sb, c.Pid)
 			if err == nil {
+				// Re-check the network (and re-apply its policy): a
+				// crash may have cut a policy change short.
+				if _, err := s.setupNetwork(ctx, sb); err != nil {
+					log.Error("re-adopting the sandbox's network", "err", err)
+				}
 				s.watch(sb, in)
 				if sb.State == store.StateStopping {
 					log.Info("finishing an interrupted stop")

@@ -44,6 +44,7 @@ import (
 	"github.com/sbx-sh/sbx/internal/errdefs"
 	"github.com/sbx-sh/sbx/internal/idmap"
 	"github.com/sbx-sh/sbx/internal/image"
+	"github.com/sbx-sh/sbx/internal/network"
 	"github.com/sbx-sh/sbx/internal/rootfs"
 	"github.com/sbx-sh/sbx/internal/runtime"
 	"github.com/sbx-sh/sbx/internal/store"
@@ -83,6 +84,11 @@ type Config struct {
 	// default disk size are kept (StateDir/pool/disks); 0 makes each at
 	// create.
 	DiskPool int
+	// Network is the bridge networking; nil disables mode bridge.
+	Network network.Manager
+	// DefaultNetwork is the mode and egress policy of a sandbox that asks
+	// for none (IP unused).
+	DefaultNetwork store.Network
 }
 
 // DefaultMaxExecs is the default of Config.MaxExecs.
@@ -258,6 +264,10 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 	if !ok {
 		return store.Sandbox{}, invalid("unknown runtime class %q", class)
 	}
+	nw, err := s.resolveNetwork(opts.Network)
+	if err != nil {
+		return store.Sandbox{}, err
+	}
 	ref := opts.Image
 	if ref == "" {
 		ref = s.cfg.DefaultImage
@@ -297,6 +307,7 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 		Cmd:         opts.Cmd,
 		Workdir:     opts.Workdir,
 		UIDSlot:     -1,
+		Network:     nw,
 		CreatedAt:   now,
 		UpdatedAt:   now,
 	}
@@ -322,7 +333,7 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 		s.rollback(sb, log)
 		return store.Sandbox{}, fmt.Errorf("creating sandbox: %w", err)
 	}
-	log.Info("sandbox created", "image", ref, "runtime", class, ph.group())
+	log.Info("sandbox created", "image", ref, "runtime", class, "network", orNone(sb.Network.Mode), ph.group())
 	return sb, nil
 }
 
@@ -339,6 +350,9 @@ func (s *Service) insert(ctx context.Context, sb *store.Sandbox, userns bool) er
 		if sb.UIDSlot > s.cfg.Ranges.MaxSlot() {
 			return errdefs.Public(errdefs.ErrResourceExhausted, "no free user-namespace id range")
 		}
+	}
+	if err := s.allocateIP(ctx, sb); err != nil {
+		return err
 	}
 	if err := s.st.CreateSandbox(ctx, *sb); err != nil {
 		return fmt.Errorf("creating sandbox: %w", err)
@@ -390,8 +404,18 @@ func (s *Service) start(ctx context.Context, sb *store.Sandbox, img image.Image,
 		return err
 	}
 	ph.mark("rootfs")
+	att, err := s.setupNetwork(ctx, *sb)
+	if err != nil {
+		return err
+	}
+	if att != nil {
+		ph.mark("network")
+	}
 	spec, err := s.spec(*sb, img)
 	if err != nil {
+		return err
+	}
+	if err := s.attach(ctx, spec, *sb, att); err != nil {
 		return err
 	}
 	if err := prepareRoot(rootfs.RootfsDir(dir), spec.Process.Cwd, ro.IDMap); err != nil {
@@ -570,6 +594,9 @@ func (s *Service) teardown(ctx context.Context, sb store.Sandbox) error {
 		}
 	}
 	if err := s.release(ctx, sb); err != nil {
+		return err
+	}
+	if err := s.teardownNetwork(ctx, sb); err != nil {
 		return err
 	}
 	return rootfs.Remove(s.dir(sb.ID))

@@ -103,9 +103,20 @@ type Sandbox struct {
 	ErrorReason string            `json:"error_reason,omitempty"`
 	ExitCode    *int              `json:"exit_code,omitempty"` // of the last run, when it ended on its own
 	OOMKills    int               `json:"oom_kills"`
+	Network     Network           `json:"network"`
 	CreatedAt   time.Time         `json:"created_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`
 	StartedAt   *time.Time        `json:"started_at,omitempty"`
+}
+
+// Network is a sandbox's networking: its mode, its address and its
+// egress policy (CIDRs as strings, normalized).
+type Network struct {
+	Mode     string   `json:"mode"`         // "none" or "bridge"; "" (records from before networking) is none
+	IP       string   `json:"ip,omitempty"` // on the sbx bridge; unique among live sandboxes
+	BlockAll bool     `json:"block_all,omitempty"`
+	Allow    []string `json:"allow,omitempty"`
+	Deny     []string `json:"deny,omitempty"`
 }
 
 // Event records one transition or notable happening of a sandbox.
@@ -156,7 +167,7 @@ type Store interface {
 
 	// CreateSandbox inserts a new record; a live (not destroyed) sandbox of
 	// the same tenant with the same name gives ErrAlreadyExists, and so does
-	// a UIDSlot (>= 0) already held by a live sandbox.
+	// a UIDSlot (>= 0) or a Network.IP already held by a live sandbox.
 	CreateSandbox(ctx context.Context, s Sandbox) error
 	GetSandbox(ctx context.Context, tenantID, id string) (Sandbox, error)
 	GetSandboxByName(ctx context.Context, tenantID, name string) (Sandbox, error)
@@ -168,6 +179,8 @@ type Store interface {
 	DeleteSandbox(ctx context.Context, id string) error
 	// UsedUIDSlots lists the slots held by live sandboxes, ascending.
 	UsedUIDSlots(ctx context.Context) ([]int, error)
+	// UsedIPs lists the network addresses held by live sandboxes.
+	UsedIPs(ctx context.Context) ([]string, error)
 
 	// AddEvent appends an event, assigning Seq.
 	AddEvent(ctx context.Context, e Event) (Event, error)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -36,6 +37,9 @@ type Daemon struct {
 	// CgroupParent is unique per test daemon, so its leak check sees only
 	// its own sandboxes.
 	CgroupParent string
+	// Bridge, Table and Subnet are the daemon's own sandbox network
+	// (bridge name, nftables table, IPv4 subnet), unique per test daemon.
+	Bridge, Table, Subnet string
 
 	cmd  *exec.Cmd
 	done chan error
@@ -91,6 +95,10 @@ func Start(ctx context.Context, bin, dir string, args ...string) (*Daemon, error
 		Addr: addr, URL: "http://" + addr, LogPath: filepath.Join(dir, "daemon.log"), Args: args,
 		CgroupParent: fmt.Sprintf("/sbx-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6),
 	}
+	r := rand.Uint32()
+	d.Bridge = fmt.Sprintf("sbxt%06x", r&0xffffff)
+	d.Table = d.Bridge
+	d.Subnet = fmt.Sprintf("10.%d.%d.0/24", 200+(r>>24)%50, (r>>8)&0xff)
 	return d, d.start(ctx)
 }
 
@@ -103,7 +111,8 @@ func (d *Daemon) start(ctx context.Context) error {
 		return err
 	}
 	defer logf.Close()
-	args := append([]string{"serve", "--listen", d.Addr, "--state-dir", d.StateDir, "--run-dir", d.RunDir, "--log-level", "debug", "--cgroup-parent", d.CgroupParent}, d.Args...)
+	args := append([]string{"serve", "--listen", d.Addr, "--state-dir", d.StateDir, "--run-dir", d.RunDir, "--log-level", "debug", "--cgroup-parent", d.CgroupParent,
+		"--network-bridge", d.Bridge, "--network-table", d.Table, "--network-subnet", d.Subnet}, d.Args...)
 	d.cmd = exec.Command(d.Bin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	// Its own process group, so a test's ^C does not reach it first.
@@ -162,11 +171,22 @@ func (d *Daemon) Stop() error {
 		for _, ctrl := range []string{"memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "hugetlb", "systemd", "unified"} {
 			os.Remove(filepath.Join("/sys/fs/cgroup", ctrl, d.CgroupParent))
 		}
+		d.removeNetwork()
 		return err
 	case <-time.After(60 * time.Second):
 		d.Kill9()
 		return errors.New("daemon did not stop within 60s of SIGTERM")
 	}
+}
+
+// removeNetwork deletes the daemon's bridge and nftables table once no
+// sandbox uses them (the daemon itself keeps them: sandboxes outlive it).
+func (d *Daemon) removeNetwork() {
+	if ports, _ := os.ReadDir(filepath.Join("/sys/class/net", d.Bridge, "brif")); len(ports) > 0 {
+		return
+	}
+	exec.Command("nft", "delete", "table", "inet", d.Table).Run()
+	exec.Command("ip", "link", "delete", d.Bridge).Run()
 }
 
 // Restart starts the daemon again on the same state and port.
@@ -176,7 +196,9 @@ func (d *Daemon) Restart(ctx context.Context) error { return d.start(ctx) }
 func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
 
 // Leaks lists what exists on the host for this daemon's sandboxes: runtime
-// containers, sandbox directories, agent sockets, mounts and cgroups. With
+// containers, sandbox directories, agent sockets, mounts, cgroups, network
+// namespaces, veths on its bridge and sandbox chains or map entries in its
+// nftables table. With
 // every sandbox deleted it must be empty.
 func (d *Daemon) Leaks() []string {
 	var leaks []string
@@ -202,6 +224,21 @@ func (d *Daemon) Leaks() []string {
 		for _, line := range strings.Split(string(mi), "\n") {
 			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], prefix) {
 				leaks = append(leaks, "mount "+f[4])
+			}
+		}
+	}
+	netns, _ := os.ReadDir(filepath.Join(d.RunDir, "netns"))
+	for _, e := range netns {
+		leaks = append(leaks, "netns "+e.Name())
+	}
+	ports, _ := os.ReadDir(filepath.Join("/sys/class/net", d.Bridge, "brif"))
+	for _, e := range ports {
+		leaks = append(leaks, "veth "+e.Name())
+	}
+	if out, err := exec.Command("nft", "list", "table", "inet", d.Table).CombinedOutput(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			if l := strings.TrimSpace(line); strings.HasPrefix(l, "chain sb-") || strings.Contains(l, "jump sb-") {
+				leaks = append(leaks, "nft "+strings.TrimSuffix(l, " {"))
 			}
 		}
 	}

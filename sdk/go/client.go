@@ -287,6 +287,26 @@ func (c *Client) SetLabels(ctx context.Context, id string, labels map[string]str
 	return s, c.do(ctx, http.MethodPut, sandboxPath(id, "labels"), nil, LabelsRequest{Labels: labels}, &s)
 }
 
+// Network returns a sandbox's networking and egress policy.
+func (c *Client) Network(ctx context.Context, id string) (Network, error) {
+	var n Network
+	return n, c.do(ctx, http.MethodGet, sandboxPath(id, "network"), nil, nil, &n)
+}
+
+// SetNetworkPolicy replaces a bridged sandbox's egress policy, live: it
+// applies from the next packet (established connections it forbids are
+// cut). A sandbox without network answers a conflict.
+func (c *Client) SetNetworkPolicy(ctx context.Context, id string, p NetworkPolicy) (Network, error) {
+	if p.Allow == nil {
+		p.Allow = []string{}
+	}
+	if p.Deny == nil {
+		p.Deny = []string{}
+	}
+	var n Network
+	return n, c.do(ctx, http.MethodPut, sandboxPath(id, "network"), nil, p, &n)
+}
+
 // Events returns a sandbox's events with a sequence number above after.
 func (c *Client) Events(ctx context.Context, id string, after int64) ([]Event, error) {
 	q := url.Values{}

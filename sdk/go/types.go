@@ -48,6 +48,7 @@ type Sandbox struct {
 	// ExitCode is the exit code of the last run when it ended on its own.
 	ExitCode  *int       `json:"exit_code,omitempty"`
 	OOMKills  int        `json:"oom_kills"`
+	Network   Network    `json:"network"`
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
@@ -66,6 +67,43 @@ type CreateSandboxRequest struct {
 	Workdir    string            `json:"workdir,omitempty"`
 	Entrypoint []string          `json:"entrypoint,omitempty"`
 	Cmd        []string          `json:"cmd,omitempty"`
+	// Network: nil takes the operator's default mode and policy.
+	Network *NetworkRequest `json:"network,omitempty"`
+}
+
+// Network modes.
+const (
+	NetworkNone   = "none"   // loopback only: no egress, fastest create
+	NetworkBridge = "bridge" // the sbx bridge with NAT and an egress policy
+)
+
+// NetworkPolicy is a sandbox's egress policy. BlockAll lets nothing out.
+// Otherwise Deny is checked first, then, when Allow is not empty, only its
+// CIDRs may pass (an address alone is a /32); DNS to the host's
+// resolvers always passes. The host itself, other sandboxes, 127.0.0.0/8
+// and 169.254.0.0/16 are never reachable.
+type NetworkPolicy struct {
+	BlockAll bool     `json:"block_all"`
+	Allow    []string `json:"allow"`
+	Deny     []string `json:"deny"`
+}
+
+// NetworkRequest asks for a sandbox's networking at create. An empty Mode
+// is the operator's default; with no policy field set, the operator's
+// default policy applies (send Allow ["0.0.0.0/0"] for an open one).
+type NetworkRequest struct {
+	Mode     string   `json:"mode,omitempty"`
+	BlockAll bool     `json:"block_all,omitempty"`
+	Allow    []string `json:"allow,omitempty"`
+	Deny     []string `json:"deny,omitempty"`
+}
+
+// Network is a sandbox's networking as the API shows it.
+type Network struct {
+	Mode string `json:"mode"`
+	// IP is the sandbox's address on the sbx bridge (mode bridge only).
+	IP string `json:"ip,omitempty"`
+	NetworkPolicy
 }
 
 // SandboxList is one page of GET /v1/sandboxes.

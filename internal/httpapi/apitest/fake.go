@@ -26,6 +26,7 @@ import (
 	"github.com/sbx-sh/sbx/internal/errdefs"
 	"github.com/sbx-sh/sbx/internal/httpapi"
 	"github.com/sbx-sh/sbx/internal/image"
+	"github.com/sbx-sh/sbx/internal/network"
 	"github.com/sbx-sh/sbx/internal/sandbox"
 	"github.com/sbx-sh/sbx/internal/store"
 )
@@ -330,6 +331,17 @@ func (f *Fake) Create(ctx context.Context, o sandbox.CreateOptions) (store.Sandb
 		Runtime: o.Runtime, State: store.StateStarted, Desired: store.StateStarted,
 		Env: o.Env, Labels: o.Labels, Resources: r, User: o.User, Workdir: o.Workdir,
 		Entrypoint: o.Entrypoint, Cmd: o.Cmd, UIDSlot: f.seq, CreatedAt: now, UpdatedAt: now, StartedAt: &now,
+		Network: store.Network{Mode: "none"},
+	}
+	if n := o.Network; n != nil && n.Mode == "bridge" {
+		p, err := network.ParsePolicy(n.BlockAll, n.Allow, n.Deny)
+		if err != nil {
+			return store.Sandbox{}, err
+		}
+		sb.Network = store.Network{Mode: "bridge", IP: fmt.Sprintf("10.88.0.%d", f.seq+1), BlockAll: p.BlockAll}
+		sb.Network.Allow, sb.Network.Deny = p.Strings()
+	} else if n != nil && n.Mode != "" && n.Mode != "none" {
+		return store.Sandbox{}, errdefs.Publicf(errdefs.ErrInvalidArgument, "network mode must be none or bridge")
 	}
 	if sb.Name == "" {
 		sb.Name = sb.ID
@@ -480,6 +492,22 @@ func (f *Fake) Resize(ctx context.Context, tenantID, idOrName string, r sandbox.
 func (f *Fake) SetLabels(ctx context.Context, tenantID, idOrName string, labels map[string]string) (store.Sandbox, error) {
 	return f.transition(tenantID, idOrName, "SetLabels", func(sb *store.Sandbox) error {
 		sb.Labels = labels
+		return nil
+	})
+}
+
+// SetNetworkPolicy implements httpapi.Sandboxes.
+func (f *Fake) SetNetworkPolicy(ctx context.Context, tenantID, idOrName string, blockAll bool, allow, deny []string) (store.Sandbox, error) {
+	p, err := network.ParsePolicy(blockAll, allow, deny)
+	if err != nil {
+		return store.Sandbox{}, err
+	}
+	return f.transition(tenantID, idOrName, "SetNetworkPolicy", func(sb *store.Sandbox) error {
+		if sb.Network.Mode != "bridge" {
+			return errdefs.Publicf(errdefs.ErrConflict, "sandbox %s has no network", sb.ID)
+		}
+		sb.Network.BlockAll = p.BlockAll
+		sb.Network.Allow, sb.Network.Deny = p.Strings()
 		return nil
 	})
 }

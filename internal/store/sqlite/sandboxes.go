@@ -15,11 +15,11 @@ import (
 
 const sandboxCols = `id, tenant_id, name, image, image_digest, runtime, state, desired,
 	env, labels, resources, run_as, entrypoint, cmd, workdir, uid_slot,
-	error_reason, exit_code, oom_kills, created_at, updated_at, started_at`
+	error_reason, exit_code, oom_kills, created_at, updated_at, started_at, network, ip`
 
 // sandboxRow is a Sandbox with its JSON columns encoded.
 type sandboxRow struct {
-	env, labels, resources, entrypoint, cmd string
+	env, labels, resources, entrypoint, cmd, network string
 }
 
 func encodeSandbox(s store.Sandbox) (sandboxRow, error) {
@@ -27,12 +27,14 @@ func encodeSandbox(s store.Sandbox) (sandboxRow, error) {
 		r   sandboxRow
 		err error
 	)
+	nw := s.Network
+	nw.IP = "" // in its own column
 	for _, f := range []struct {
 		dst *string
 		v   any
 	}{
 		{&r.env, s.Env}, {&r.labels, s.Labels}, {&r.resources, s.Resources},
-		{&r.entrypoint, s.Entrypoint}, {&r.cmd, s.Cmd},
+		{&r.entrypoint, s.Entrypoint}, {&r.cmd, s.Cmd}, {&r.network, nw},
 	} {
 		if *f.dst, err = jsonText(f.v); err != nil {
 			return sandboxRow{}, err
@@ -47,10 +49,11 @@ func scanSandbox(sc interface{ Scan(...any) error }) (store.Sandbox, error) {
 		r                         sandboxRow
 		exitCode, started         sql.NullInt64
 		created, updated, uidSlot int64
+		ip                        string
 	)
 	err := sc.Scan(&s.ID, &s.TenantID, &s.Name, &s.Image, &s.ImageDigest, &s.Runtime, &s.State, &s.Desired,
 		&r.env, &r.labels, &r.resources, &s.User, &r.entrypoint, &r.cmd, &s.Workdir, &uidSlot,
-		&s.ErrorReason, &exitCode, &s.OOMKills, &created, &updated, &started)
+		&s.ErrorReason, &exitCode, &s.OOMKills, &created, &updated, &started, &r.network, &ip)
 	if err != nil {
 		return store.Sandbox{}, err
 	}
@@ -59,13 +62,14 @@ func scanSandbox(sc interface{ Scan(...any) error }) (store.Sandbox, error) {
 		v   any
 	}{
 		{r.env, &s.Env}, {r.labels, &s.Labels}, {r.resources, &s.Resources},
-		{r.entrypoint, &s.Entrypoint}, {r.cmd, &s.Cmd},
+		{r.entrypoint, &s.Entrypoint}, {r.cmd, &s.Cmd}, {r.network, &s.Network},
 	} {
 		if err := fromJSON(f.src, f.v); err != nil {
 			return store.Sandbox{}, fmt.Errorf("sandbox %s: %w", s.ID, err)
 		}
 	}
 	s.UIDSlot = int(uidSlot)
+	s.Network.IP = ip
 	if exitCode.Valid {
 		c := int(exitCode.Int64)
 		s.ExitCode = &c
@@ -112,6 +116,18 @@ func checkLive(ctx context.Context, tx *sql.Tx, s store.Sandbox) error {
 	if n > 0 {
 		return errdefs.Publicf(errdefs.ErrAlreadyExists, "sandbox name %q already exists", s.Name)
 	}
+	if s.Network.IP != "" {
+		err = tx.QueryRowContext(ctx, `
+			SELECT count(*) FROM sandboxes
+			WHERE ip = ? AND state != 'destroyed' AND id != ?`,
+			s.Network.IP, s.ID).Scan(&n)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return errdefs.Publicf(errdefs.ErrAlreadyExists, "address %s is already in use", s.Network.IP)
+		}
+	}
 	if s.UIDSlot < 0 {
 		return nil
 	}
@@ -145,10 +161,11 @@ func (db *DB) CreateSandbox(ctx context.Context, s store.Sandbox) error {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO sandboxes (`+sandboxCols+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			s.ID, s.TenantID, s.Name, s.Image, s.ImageDigest, s.Runtime, s.State, s.Desired,
 			r.env, r.labels, r.resources, s.User, r.entrypoint, r.cmd, s.Workdir, s.UIDSlot,
-			s.ErrorReason, nullInt(s.ExitCode), s.OOMKills, nanos(s.CreatedAt), nanos(s.UpdatedAt), nullTime(&s))
+			s.ErrorReason, nullInt(s.ExitCode), s.OOMKills, nanos(s.CreatedAt), nanos(s.UpdatedAt), nullTime(&s),
+			r.network, s.Network.IP)
 		return err
 	})
 	if isUnique(err) {
@@ -300,12 +317,12 @@ func (db *DB) UpdateSandbox(ctx context.Context, s store.Sandbox) error {
 				name = ?, image = ?, image_digest = ?, runtime = ?, state = ?, desired = ?,
 				env = ?, labels = ?, resources = ?, run_as = ?, entrypoint = ?, cmd = ?,
 				workdir = ?, uid_slot = ?, error_reason = ?, exit_code = ?, oom_kills = ?,
-				updated_at = ?, started_at = ?
+				updated_at = ?, started_at = ?, network = ?, ip = ?
 			WHERE id = ?`,
 			s.Name, s.Image, s.ImageDigest, s.Runtime, s.State, s.Desired,
 			r.env, r.labels, r.resources, s.User, r.entrypoint, r.cmd,
 			s.Workdir, s.UIDSlot, s.ErrorReason, nullInt(s.ExitCode), s.OOMKills,
-			nanos(db.now()), nullTime(&s), s.ID)
+			nanos(db.now()), nullTime(&s), r.network, s.Network.IP, s.ID)
 		return err
 	})
 	if isUnique(err) {
@@ -355,6 +372,28 @@ func (db *DB) UsedUIDSlots(ctx context.Context) ([]int, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("listing uid slots: %w", err)
+	}
+	return out, nil
+}
+
+// UsedIPs lists the network addresses held by live sandboxes.
+func (db *DB) UsedIPs(ctx context.Context) ([]string, error) {
+	rows, err := db.r.QueryContext(ctx,
+		`SELECT ip FROM sandboxes WHERE state != 'destroyed' AND ip != '' ORDER BY ip`)
+	if err != nil {
+		return nil, fmt.Errorf("listing addresses: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var ip string
+		if err := rows.Scan(&ip); err != nil {
+			return nil, fmt.Errorf("listing addresses: %w", err)
+		}
+		out = append(out, ip)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing addresses: %w", err)
 	}
 	return out, nil
 }

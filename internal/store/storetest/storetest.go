@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SandboxUpdate", testSandboxUpdate},
 		{"SandboxDelete", testSandboxDelete},
 		{"UsedUIDSlots", testUsedUIDSlots},
+		{"Network", testNetwork},
 		{"Pagination", testPagination},
 		{"PaginationCap", testPaginationCap},
 		{"Events", testEvents},
@@ -519,6 +520,44 @@ func testUsedUIDSlots(t *testing.T, st store.Store) {
 	must(t, "UsedUIDSlots", err)
 	if diff := cmp.Diff([]int{0, 2, 4, 9}, slots); diff != "" {
 		t.Errorf("UsedUIDSlots (-want +got):\n%s", diff)
+	}
+}
+
+func testNetwork(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	a := sandbox("s1", "t1", "one", -1)
+	a.Network = store.Network{Mode: "bridge", IP: "10.88.0.2", Allow: []string{"192.0.2.0/24"}, Deny: []string{"192.0.2.9/32"}}
+	must(t, "CreateSandbox", st.CreateSandbox(ctx, a))
+	got, err := st.GetSandbox(ctx, "", "s1")
+	must(t, "GetSandbox", err)
+	if diff := cmp.Diff(a.Network, got.Network); diff != "" {
+		t.Errorf("network (-want +got):\n%s", diff)
+	}
+	b := sandbox("s2", "t1", "two", -1)
+	b.Network = store.Network{Mode: "bridge", IP: "10.88.0.2"}
+	wantKind(t, "address taken", st.CreateSandbox(ctx, b), errdefs.ErrAlreadyExists)
+	b.Network.IP = "10.88.0.3"
+	b.Network.BlockAll = true
+	must(t, "CreateSandbox", st.CreateSandbox(ctx, b))
+	none := sandbox("s3", "t1", "three", -1)
+	none.Network = store.Network{Mode: "none"}
+	must(t, "CreateSandbox", st.CreateSandbox(ctx, none))
+	ips, err := st.UsedIPs(ctx)
+	must(t, "UsedIPs", err)
+	if diff := cmp.Diff([]string{"10.88.0.2", "10.88.0.3"}, ips); diff != "" {
+		t.Errorf("UsedIPs (-want +got):\n%s", diff)
+	}
+	// A destroyed sandbox frees its address; a live one cannot take a held one.
+	a.State = store.StateDestroyed
+	must(t, "UpdateSandbox", st.UpdateSandbox(ctx, a))
+	b.Network.IP = "10.88.0.2"
+	must(t, "UpdateSandbox", st.UpdateSandbox(ctx, b))
+	none.Network.IP = "10.88.0.2"
+	wantKind(t, "address taken on update", st.UpdateSandbox(ctx, none), errdefs.ErrAlreadyExists)
+	ips, err = st.UsedIPs(ctx)
+	must(t, "UsedIPs", err)
+	if diff := cmp.Diff([]string{"10.88.0.2"}, ips); diff != "" {
+		t.Errorf("UsedIPs after changes (-want +got):\n%s", diff)
 	}
 }
 
