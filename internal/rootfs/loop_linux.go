@@ -1,12 +1,16 @@
 package rootfs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sbx-sh/sbx/internal/errdefs"
 )
 
 // mountDisk attaches dir/disk.img to a free loop device (auto-cleared, so the
@@ -61,18 +65,18 @@ func mountLoop(dev, target string) error {
 	return nil
 }
 
-// remountLive mounts the loop device recorded for dir if it still serves
-// this very image file, and reports whether it did.
-func remountLive(dir string, backing *os.File, target string) (bool, error) {
+// liveLoop returns a check of whether the loop device recorded for dir
+// still serves the image file backing (nil when none is recorded).
+func liveLoop(dir string, backing *os.File) (string, func() bool, error) {
 	name, err := os.ReadFile(loopRecord(dir))
 	if err != nil {
-		return false, nil
+		return "", nil, nil
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(backing.Fd()), &st); err != nil {
-		return false, err
+		return "", nil, err
 	}
-	serves := func() bool {
+	return string(name), func() bool {
 		dev, err := os.OpenFile(string(name), os.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return false
@@ -80,11 +84,45 @@ func remountLive(dir string, backing *os.File, target string) (bool, error) {
 		defer dev.Close()
 		info, err := unix.IoctlLoopGetStatus64(int(dev.Fd()))
 		return err == nil && info.Inode == st.Ino && info.Device == st.Dev
+	}, nil
+}
+
+// waitReleased waits until no loop device serves dir's image any more.
+func waitReleased(ctx context.Context, dir string, timeout time.Duration) error {
+	backing, err := os.Open(diskImage(dir))
+	if err != nil {
+		return err
+	}
+	defer backing.Close()
+	_, serves, err := liveLoop(dir, backing)
+	if err != nil || serves == nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for serves() {
+		if time.Now().After(deadline) {
+			return errdefs.Public(errdefs.ErrUnavailable, "the writable layer is still held by the kernel after the stop: try again shortly")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// remountLive mounts the loop device recorded for dir if it still serves
+// this very image file, and reports whether it did.
+func remountLive(dir string, backing *os.File, target string) (bool, error) {
+	name, serves, err := liveLoop(dir, backing)
+	if err != nil || serves == nil {
+		return false, err
 	}
 	if !serves() {
 		return false, nil
 	}
-	if err := mountLoop(string(name), target); err != nil {
+	if err := mountLoop(name, target); err != nil {
 		return false, nil // cleared meanwhile: attach afresh
 	}
 	// Our mount now holds the device; check it was not cleared and

@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -283,6 +284,12 @@ func Grow(ctx context.Context, dir string, bytes int64) error {
 	}
 	if bytes == fi.Size() {
 		return nil
+	}
+	// A superblock of the last mount may still live in another mount
+	// namespace's copy (see remountLive): resizing under it would corrupt
+	// the disk. Such copies go within moments; wait for it.
+	if err := waitReleased(ctx, dir, 5*time.Second); err != nil {
+		return err
 	}
 	if err := os.Truncate(img, bytes); err != nil {
 		return diskErr(err)
