@@ -675,9 +675,16 @@ func (p *ptySession) kill() {
 func (p *ptySession) write(b []byte) error {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
+	// A process that never reads (or is stopped) must not hang the caller
+	// and every input queued behind it.
+	p.master.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	defer p.master.SetWriteDeadline(time.Time{})
 	if _, err := p.master.Write(b); err != nil {
 		if p.exited() || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EIO) {
 			return errdefs.Publicf(errdefs.ErrConflict, "terminal %q has exited", p.id)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return errdefs.Publicf(errdefs.ErrConflict, "terminal %q does not read its input", p.id)
 		}
 		return fmt.Errorf("writing to terminal %s: %w", p.id, err)
 	}
