@@ -52,7 +52,32 @@
 // `exec: "foo": executable file not found in $PATH`.
 package agent
 
-import "time"
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sbx-sh/sbx/internal/errdefs"
+)
+
+// EnvList turns a map of environment variables into "K=V" entries sorted
+// by name, the form every request to the agent takes. A name that is
+// empty or holds '=' or NUL is the caller's error.
+func EnvList(env map[string]string) ([]string, error) {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return nil, errdefs.Publicf(errdefs.ErrInvalidArgument, "invalid environment variable name %q", k)
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, k+"="+env[k])
+	}
+	return out, nil
+}
 
 // Version is the protocol version spoken by this build; the client sends it
 // and the server refuses a major version it does not know.

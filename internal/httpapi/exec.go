@@ -8,7 +8,6 @@ import (
 	"math"
 	"mime"
 	"net/http"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -78,21 +77,7 @@ func startError(err error, msg []byte) error {
 }
 
 // envList turns an API environment into sorted "K=V" pairs.
-func envList(env map[string]string) ([]string, error) {
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return nil, invalidf("invalid environment variable name %q", k)
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, k+"="+env[k])
-	}
-	return out, nil
-}
+func envList(env map[string]string) ([]string, error) { return agent.EnvList(env) }
 
 func (h *handler) execSandbox(w http.ResponseWriter, r *http.Request, t store.Tenant) {
 	var req sbx.ExecRequest

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
@@ -57,21 +56,7 @@ func (h *handler) agentOf(w http.ResponseWriter, r *http.Request, t store.Tenant
 }
 
 // envPairs turns Daytona's env object into sorted "K=V" pairs.
-func envPairs(env map[string]string) ([]string, error) {
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return nil, invalidf("invalid environment variable name %q", k)
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, k+"="+env[k])
-	}
-	return out, nil
-}
+func envPairs(env map[string]string) ([]string, error) { return agent.EnvList(env) }
 
 // seconds turns Daytona's timeout (seconds, 0 or absent = none).
 func seconds(s float64) (time.Duration, error) {
