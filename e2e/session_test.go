@@ -105,19 +105,23 @@ func TestSessionLogsEndWhenSandboxStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
+	type end struct {
+		st  sbx.ExitStatus
+		err error
+	}
+	done := make(chan end, 1)
 	go func() {
-		_, err := c.FollowSessionLogs(ctx, sb.ID, "s", a.Command.ID, nil, nil)
-		done <- err
+		st, err := c.FollowSessionLogs(ctx, sb.ID, "s", a.Command.ID, nil, nil)
+		done <- end{st, err}
 	}()
 	time.Sleep(300 * time.Millisecond)
 	if _, err := c.StopSandbox(ctx, sb.ID, 0); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-done:
-		if err == nil {
-			t.Error("following ended cleanly although the sandbox stopped")
+	case e := <-done:
+		if e.err == nil && e.st.Code == 0 {
+			t.Errorf("following ended as if the command had finished although the sandbox stopped: %+v", e.st)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("following did not end when the sandbox stopped")
