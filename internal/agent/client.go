@@ -180,13 +180,27 @@ func (c *Client) Exec(ctx context.Context, er ExecRequest) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding exec request: %w", err)
 	}
-	req, err := c.newRequest(ctx, http.MethodPost, "/v1/exec", bytes.NewReader(body))
+	return c.upgrade(ctx, http.MethodPost, "/v1/exec", body, upgradeProto)
+}
+
+// upgrade sends a request (a JSON body unless nil) asking for the
+// connection to be upgraded to proto and returns the framed stream that
+// follows the 101. After the 101 the transport no longer watches ctx: the
+// stream does, closing the connection when ctx ends.
+func (c *Client) upgrade(ctx context.Context, method, path string, body []byte, proto string) (*Process, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := c.newRequest(ctx, method, path, rd)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", upgradeProto)
+	req.Header.Set("Upgrade", proto)
 	resp, err := c.do(req)
 	if err != nil {
 		return nil, err
@@ -197,10 +211,9 @@ func (c *Client) Exec(ctx context.Context, er ExecRequest) (*Process, error) {
 	rwc, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
 		resp.Body.Close()
-		return nil, errors.New("agent exec: upgraded body is not writable")
+		return nil, fmt.Errorf("agent %s: upgraded body is not writable", path)
 	}
 	p := &Process{ctx: ctx, rwc: rwc, br: bufio.NewReaderSize(rwc, 64<<10)}
-	// After the 101 the transport no longer watches ctx: we do.
 	p.stopWatch = context.AfterFunc(ctx, func() { rwc.Close() })
 	return p, nil
 }

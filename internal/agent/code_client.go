@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -200,28 +199,11 @@ func (c *Client) RunCode(ctx context.Context, cr CodeRequest) (*CodeStream, erro
 	if err != nil {
 		return nil, fmt.Errorf("encoding code request: %w", err)
 	}
-	req, err := c.newRequest(ctx, http.MethodPost, "/v1/code", bytes.NewReader(body))
+	p, err := c.upgrade(ctx, http.MethodPost, "/v1/code", body, upgradeProto)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", upgradeProto)
-	resp, err := c.do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		return nil, responseError(resp)
-	}
-	rwc, ok := resp.Body.(io.ReadWriteCloser)
-	if !ok {
-		resp.Body.Close()
-		return nil, errors.New("agent code: upgraded body is not writable")
-	}
-	s := &CodeStream{ctx: ctx, rwc: rwc, br: bufio.NewReaderSize(rwc, 64<<10)}
-	s.stopWatch = context.AfterFunc(ctx, func() { rwc.Close() })
-	return s, nil
+	return &CodeStream{ctx: ctx, rwc: p.rwc, br: p.br, stopWatch: p.stopWatch}, nil
 }
 
 func (s *CodeStream) streamError(err error) error {

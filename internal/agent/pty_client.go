@@ -1,14 +1,11 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -146,26 +143,10 @@ func (c *Client) AttachPTY(ctx context.Context, id string, offset int64) (*PTYSt
 	if offset >= 0 {
 		path += "?offset=" + strconv.FormatInt(offset, 10)
 	}
-	req, err := c.newRequest(ctx, http.MethodGet, path, nil)
+	p, err := c.upgrade(ctx, http.MethodGet, path, nil, ptyUpgradeProto)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", ptyUpgradeProto)
-	resp, err := c.do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		return nil, responseError(resp)
-	}
-	rwc, ok := resp.Body.(io.ReadWriteCloser)
-	if !ok {
-		resp.Body.Close()
-		return nil, errors.New("agent attach: upgraded body is not writable")
-	}
-	p := &Process{ctx: ctx, rwc: rwc, br: bufio.NewReaderSize(rwc, 64<<10)}
-	p.stopWatch = context.AfterFunc(ctx, func() { rwc.Close() })
 	kind, data, err := readFrame(p.br)
 	if err != nil || kind != FramePTY {
 		p.Close()
