@@ -210,7 +210,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		MaxUploadSize: cfg.Toolbox.MaxUploadMB << 20,
 	}))
 	mux.Handle("/", native)
-	d.Handler = mux
+	d.Handler = accessLog(log, mux)
 	ok = true
 	return d, nil
 }
@@ -334,4 +334,41 @@ func Run(cfg config.Config, log *slog.Logger, stdout io.Writer) error {
 	}
 	log.Info("sbx serving", "listen", ln.Addr().String(), "state_dir", cfg.StateDir, "version", Version)
 	return d.Serve(ctx, ln)
+}
+
+// statusRecorder remembers the status for the access log; Unwrap lets
+// flushes and WebSocket hijacks through.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// accessLog writes one debug line per request for every transport. It logs
+// the path only: never the query (a key could have been put there) nor any
+// header.
+func accessLog(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		log.LogAttrs(r.Context(), slog.LevelDebug, "http request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
+	})
 }

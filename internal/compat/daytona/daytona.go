@@ -123,7 +123,7 @@ func New(cfg Config) http.Handler {
 		}
 		writeError(w, r, http.StatusNotImplemented, "NOT_IMPLEMENTED", source, "not supported by sbx yet: "+r.Method+" "+r.URL.Path)
 	})
-	return h.logged(h.mux)
+	return h.mux
 }
 
 // route registers an authenticated handler; pattern is "METHOD /path"
@@ -152,42 +152,6 @@ func (h *handler) authenticated(fn func(http.ResponseWriter, *http.Request, stor
 			return
 		}
 		fn(w, r, t)
-	})
-}
-
-// statusRecorder remembers the status for the access log and passes
-// flushes and hijacks (WebSockets) through.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// logged writes one access-log line per request, path only (never the
-// query or a header).
-func (h *handler) logged(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		h.log.LogAttrs(r.Context(), slog.LevelDebug, "daytona request",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
 	})
 }
 
