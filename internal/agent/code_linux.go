@@ -405,82 +405,10 @@ func (e *execSession) runCode(req CodeRequest, lang string) {
 		return
 	}
 	defer job.dir.remove()
-	sp := job.sp
-
-	null, err := os.Open(os.DevNull)
-	if err != nil {
-		e.sendError(fmt.Errorf("opening stdin: %w", err))
+	st, ok := e.spawn(job.sp, false, req.Timeout)
+	if !ok {
 		return
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		null.Close()
-		e.sendError(fmt.Errorf("creating stdout pipe: %w", err))
-		return
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		null.Close()
-		outR.Close()
-		outW.Close()
-		e.sendError(fmt.Errorf("creating stderr pipe: %w", err))
-		return
-	}
-	c, err := e.s.reaper.start(sp.path, sp.argv, &syscall.ProcAttr{
-		Dir:   sp.dir,
-		Env:   sp.env,
-		Files: []uintptr{null.Fd(), outW.Fd(), errW.Fd()},
-		Sys:   &syscall.SysProcAttr{Setpgid: true, Credential: sp.cred},
-	})
-	null.Close()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		outR.Close()
-		errR.Close()
-		e.sendError(startError(sp.argv[0], err))
-		return
-	}
-	e.mu.Lock()
-	e.pgid = c.pid
-	e.mu.Unlock()
-	e.s.mu.Lock()
-	e.s.sessions[e] = struct{}{}
-	e.s.mu.Unlock()
-	defer func() {
-		e.s.mu.Lock()
-		delete(e.s.sessions, e)
-		e.s.mu.Unlock()
-	}()
-	if req.Timeout > 0 {
-		t := time.AfterFunc(req.Timeout, func() {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			if e.pgid > 0 {
-				e.timedOut = true
-				syscall.Kill(-e.pgid, syscall.SIGKILL)
-			}
-		})
-		defer t.Stop()
-	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); e.pump(outR, FrameStdout) }()
-	go func() { defer wg.Done(); e.pump(errR, FrameStderr) }()
-	go e.readClient(nil)
-
-	<-c.done
-	e.mu.Lock()
-	e.pgid = 0
-	timedOut := e.timedOut
-	e.mu.Unlock()
-	deadline := time.Now().Add(drainGrace)
-	outR.SetReadDeadline(deadline)
-	errR.SetReadDeadline(deadline)
-	e.conn.SetWriteDeadline(time.Now().Add(exitWriteGrace))
-	wg.Wait()
-	outR.Close()
-	errR.Close()
 
 	// The directory is gone before the client hears of the exit.
 	arts := job.dir.artifacts()
@@ -488,8 +416,6 @@ func (e *execSession) runCode(req CodeRequest, lang string) {
 	for _, a := range arts {
 		e.sendArtifact(a)
 	}
-	st := c.exitStatus()
-	st.TimedOut = timedOut
 	payload, _ := json.Marshal(CodeExit{ExitStatus: st})
 	e.send(appendFrame(nil, FrameExit, payload))
 }

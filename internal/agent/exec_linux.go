@@ -146,22 +146,36 @@ func (e *execSession) run(req ExecRequest) {
 		e.sendError(err)
 		return
 	}
+	st, ok := e.spawn(sp, req.Stdin, req.Timeout)
+	if !ok {
+		return
+	}
+	payload, _ := json.Marshal(st)
+	e.send(appendFrame(nil, FrameExit, payload))
+}
 
+// spawn starts sp with its stdout and stderr streamed as frames (and its
+// stdin fed from the client's frames with withStdin, else /dev/null),
+// kills its process group after timeout, and returns how it ended once
+// its output is drained. A process that cannot be started has had its
+// error frame sent: ok is false.
+func (e *execSession) spawn(sp *procSpec, withStdin bool, timeout time.Duration) (st ExitStatus, ok bool) {
+	var err error
 	var stdinChild, stdinW *os.File
-	if req.Stdin {
+	if withStdin {
 		stdinChild, stdinW, err = os.Pipe()
 	} else {
 		stdinChild, err = os.Open(os.DevNull)
 	}
 	if err != nil {
 		e.sendError(fmt.Errorf("opening stdin: %w", err))
-		return
+		return ExitStatus{}, false
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		stdinChild.Close()
 		e.sendError(fmt.Errorf("creating stdout pipe: %w", err))
-		return
+		return ExitStatus{}, false
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
@@ -169,7 +183,7 @@ func (e *execSession) run(req ExecRequest) {
 		outR.Close()
 		outW.Close()
 		e.sendError(fmt.Errorf("creating stderr pipe: %w", err))
-		return
+		return ExitStatus{}, false
 	}
 	c, err := e.s.reaper.start(sp.path, sp.argv, &syscall.ProcAttr{
 		Dir:   sp.dir,
@@ -187,7 +201,7 @@ func (e *execSession) run(req ExecRequest) {
 			stdinW.Close()
 		}
 		e.sendError(startError(sp.argv[0], err))
-		return
+		return ExitStatus{}, false
 	}
 
 	e.mu.Lock()
@@ -201,8 +215,8 @@ func (e *execSession) run(req ExecRequest) {
 		delete(e.s.sessions, e)
 		e.s.mu.Unlock()
 	}()
-	if req.Timeout > 0 {
-		t := time.AfterFunc(req.Timeout, func() {
+	if timeout > 0 {
+		t := time.AfterFunc(timeout, func() {
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			if e.pgid > 0 {
@@ -232,10 +246,9 @@ func (e *execSession) run(req ExecRequest) {
 	outR.Close()
 	errR.Close()
 
-	st := c.exitStatus()
+	st = c.exitStatus()
 	st.TimedOut = timedOut
-	payload, _ := json.Marshal(st)
-	e.send(appendFrame(nil, FrameExit, payload))
+	return st, true
 }
 
 // pump copies one output pipe into frames until EOF. After the process

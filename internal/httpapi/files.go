@@ -20,9 +20,14 @@ func (h *handler) fileRoutes(route func(string, func(http.ResponseWriter, *http.
 	route("GET /v1/sandboxes/{id}/files/stat", h.statFile)
 	route("GET /v1/sandboxes/{id}/files/list", h.listFiles)
 	route("GET /v1/sandboxes/{id}/files/content", h.downloadFile)
-	route("PUT /v1/sandboxes/{id}/files/content", h.uploadFile)
+	route("PUT /v1/sandboxes/{id}/files/content", upload(h, func(ctx context.Context, a *agent.Client, p string, body io.Reader, o agent.WriteOptions) (sbx.FileInfo, error) {
+		return toFileInfo(a.WriteFile(ctx, p, body, o))
+	}))
 	route("GET /v1/sandboxes/{id}/files/archive", h.downloadArchive)
-	route("PUT /v1/sandboxes/{id}/files/archive", h.uploadArchive)
+	route("PUT /v1/sandboxes/{id}/files/archive", upload(h, func(ctx context.Context, a *agent.Client, p string, body io.Reader, o agent.WriteOptions) (sbx.ArchiveResult, error) {
+		res, err := a.WriteTree(ctx, p, body, o)
+		return sbx.ArchiveResult(res), err
+	}))
 	route("POST /v1/sandboxes/{id}/files/mkdir", jsonCall(h, http.StatusCreated, func(ctx context.Context, a *agent.Client, req sbx.MkdirRequest) (sbx.FileInfo, error) {
 		if req.Mode > 0o7777 {
 			return sbx.FileInfo{}, invalidf("mode must be at most 07777")
@@ -205,50 +210,31 @@ func (h *handler) uploadBody(w http.ResponseWriter, r *http.Request) (io.Reader,
 	return http.MaxBytesReader(w, r.Body, h.cfg.MaxUploadSize), true
 }
 
-func (h *handler) uploadFile(w http.ResponseWriter, r *http.Request, t store.Tenant) {
-	p, err := queryPath(r)
-	o, err2 := uploadOptions(r)
-	if err = firstErr(err, err2); err != nil {
-		h.writeError(w, r, err)
-		return
+// upload serves an upload route: the path and options from the query,
+// the body bounded by the upload limit, write by the sandbox's agent.
+func upload[Out any](h *handler, write func(ctx context.Context, a *agent.Client, path string, body io.Reader, o agent.WriteOptions) (Out, error)) func(http.ResponseWriter, *http.Request, store.Tenant) {
+	return func(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+		p, err := queryPath(r)
+		o, err2 := uploadOptions(r)
+		if err = firstErr(err, err2); err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		body, ok := h.uploadBody(w, r)
+		if !ok {
+			return
+		}
+		a, ok := h.agentOr(w, r, t)
+		if !ok {
+			return
+		}
+		out, err := write(r.Context(), a, p, body, o)
+		if err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
 	}
-	body, ok := h.uploadBody(w, r)
-	if !ok {
-		return
-	}
-	a, ok := h.agentOr(w, r, t)
-	if !ok {
-		return
-	}
-	fi, err := a.WriteFile(r.Context(), p, body, o)
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, sbx.FileInfo(fi))
-}
-
-func (h *handler) uploadArchive(w http.ResponseWriter, r *http.Request, t store.Tenant) {
-	p, err := queryPath(r)
-	o, err2 := uploadOptions(r)
-	if err = firstErr(err, err2); err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	body, ok := h.uploadBody(w, r)
-	if !ok {
-		return
-	}
-	a, ok := h.agentOr(w, r, t)
-	if !ok {
-		return
-	}
-	res, err := a.WriteTree(r.Context(), p, body, o)
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, sbx.ArchiveResult(res))
 }
 
 func (h *handler) removeFile(w http.ResponseWriter, r *http.Request, t store.Tenant) {
