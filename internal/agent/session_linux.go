@@ -344,6 +344,9 @@ func (ss *shellSession) readStatus(f *os.File) {
 	<-ss.child.done
 	st := ss.child.exitStatus()
 	ss.mu.Lock()
+	// Dead before its commands end: whoever sees a command ended by the
+	// shell's exit also sees the session ended.
+	ss.alive, ss.exit = false, &st
 	pending := append([]*sessionCmd(nil), ss.queue...)
 	ss.mu.Unlock()
 	for _, c := range pending {
@@ -446,19 +449,6 @@ func (s *server) handleSessionExec(w http.ResponseWriter, r *http.Request, ss *s
 
 // submit hands a command to the shell.
 func (ss *shellSession) submit(req SessionExecRequest) (*sessionCmd, error) {
-	ss.mu.Lock()
-	alive := ss.alive
-	ss.mu.Unlock()
-	if !alive {
-		return nil, errdefs.Publicf(errdefs.ErrConflict, "session %q has ended (its shell exited): delete it and create it again", ss.id)
-	}
-	ss.mu.Lock()
-	queued := len(ss.queue)
-	ss.mu.Unlock()
-	if queued >= maxQueuedCommands {
-		return nil, errdefs.Publicf(errdefs.ErrResourceExhausted,
-			"session %q already has %d commands running or waiting for the shell: wait for one to end", ss.id, queued)
-	}
 	id := randomID()
 	c := &sessionCmd{sess: ss, log: newCmdLog(sessionLogLimit), done: make(chan struct{}),
 		info: SessionCommand{ID: id, Command: req.Command, StartedAt: time.Now().UTC(), Running: true}}
@@ -480,7 +470,10 @@ func (ss *shellSession) submit(req SessionExecRequest) (*sessionCmd, error) {
 		}
 	}
 	os.Chown(script, ss.uid, ss.gid)
-	ss.register(c)
+	if err := ss.register(c); err != nil {
+		os.Remove(script)
+		return nil, err
+	}
 	// A syntax error would end the shell: check first, and report it as
 	// the command's own failure.
 	if msg, ok := ss.syntaxCheck(script); !ok {
@@ -589,9 +582,19 @@ func (ss *shellSession) submit(req SessionExecRequest) (*sessionCmd, error) {
 	return c, nil
 }
 
-func (ss *shellSession) register(c *sessionCmd) {
+// register queues c unless the shell has ended or the queue is full.
+// It holds the lock readStatus takes to mark the shell dead and end what
+// is queued, so a command is either refused or ended with the shell.
+func (ss *shellSession) register(c *sessionCmd) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	if !ss.alive {
+		return errdefs.Publicf(errdefs.ErrConflict, "session %q has ended (its shell exited): delete it and create it again", ss.id)
+	}
+	if n := len(ss.queue); n >= maxQueuedCommands {
+		return errdefs.Publicf(errdefs.ErrResourceExhausted,
+			"session %q already has %d commands running or waiting for the shell: wait for one to end", ss.id, n)
+	}
 	ss.cmds = append(ss.cmds, c)
 	ss.byID[c.info.ID] = c
 	ss.queue = append(ss.queue, c)
@@ -604,6 +607,7 @@ func (ss *shellSession) register(c *sessionCmd) {
 		ss.cmds = ss.cmds[1:]
 		delete(ss.byID, old.info.ID)
 	}
+	return nil
 }
 
 // syntaxCheck runs `shell -n script` as the session's user.
