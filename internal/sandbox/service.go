@@ -113,6 +113,8 @@ type Service struct {
 	wg     sync.WaitGroup
 
 	disks *rootfs.DiskPool // nil without a pool
+
+	activity sync.Map // sandbox ID → *atomic.Int64, unix nanos of the latest Touch
 }
 
 // instance is a running sandbox.
