@@ -49,6 +49,7 @@ type Sandboxes interface {
 	Archive(ctx context.Context, tenantID, idOrName string) (store.Sandbox, error)
 	SetLifecycle(ctx context.Context, tenantID, idOrName string, o sandbox.LifecycleOptions) (store.Sandbox, error)
 	Keepalive(ctx context.Context, tenantID, idOrName string, d time.Duration) (store.Sandbox, error)
+	Metrics(ctx context.Context, tenantID, idOrName string) (sandbox.Metrics, error)
 	Logs(ctx context.Context, tenantID, idOrName string, follow bool) (io.ReadCloser, error)
 	Events(ctx context.Context, tenantID, idOrName string, afterSeq int64) ([]store.Event, error)
 	// Agent returns the agent of a started sandbox (ErrConflict when it
@@ -190,6 +191,7 @@ func New(cfg Config) http.Handler {
 	route("POST /v1/sandboxes/{id}/archive", h.archiveSandbox)
 	route("PUT /v1/sandboxes/{id}/lifecycle", h.setLifecycle)
 	route("POST /v1/sandboxes/{id}/keepalive", h.keepalive)
+	route("GET /v1/sandboxes/{id}/metrics", h.metrics)
 	route("GET /v1/sandboxes/{id}/network", h.getNetwork)
 	route("PUT /v1/sandboxes/{id}/network", h.setNetworkPolicy)
 	route("GET /v1/sandboxes/{id}/events", h.events)

@@ -313,3 +313,12 @@ func (h *handler) keepalive(w http.ResponseWriter, r *http.Request, t store.Tena
 	}
 	writeJSON(w, http.StatusOK, toSandbox(sb))
 }
+
+func (h *handler) metrics(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	m, err := h.cfg.Sandboxes.Metrics(r.Context(), t.ID, r.PathValue("id"))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toMetrics(m))
+}

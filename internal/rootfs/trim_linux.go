@@ -72,3 +72,14 @@ func fitrim(path string) error {
 type fstrimRange struct{ Start, Len, Minlen uint64 }
 
 const ioctlFITRIM = 0xc0185879
+
+// DiskUsage returns the bytes used on a started sandbox's writable layer
+// and its capacity (from statfs of the mounted layer).
+func DiskUsage(dir string) (used, total int64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(diskMount(dir), &st); err != nil {
+		return 0, 0, err
+	}
+	bs := int64(st.Bsize)
+	return (int64(st.Blocks) - int64(st.Bfree)) * bs, int64(st.Blocks) * bs, nil
+}

@@ -126,6 +126,32 @@ type ArchiveInfo struct {
 	CreatedAt   time.Time `json:"created_at"`
 }
 
+// Metrics is a started sandbox's resource use at one moment
+// (GET /v1/sandboxes/{id}/metrics).
+type Metrics struct {
+	Time             time.Time `json:"time"`
+	CPUSeconds       float64   `json:"cpu_seconds"` // CPU time used since the start
+	MemoryBytes      int64     `json:"memory_bytes"`
+	MemoryLimitBytes int64     `json:"memory_limit_bytes"`
+	Pids             int64     `json:"pids"`
+	PidsLimit        int64     `json:"pids_limit"`
+	OOMKills         int64     `json:"oom_kills"`
+	DiskUsedBytes    int64     `json:"disk_used_bytes"` // on the writable layer
+	DiskLimitBytes   int64     `json:"disk_limit_bytes"`
+	// Network is absent for a sandbox without network; counted since
+	// its last start, from the sandbox's side.
+	Network *NetworkCounters `json:"network,omitempty"`
+}
+
+// NetworkCounters are a sandbox's traffic: Tx what it sent (including
+// what its egress policy dropped), Rx what reached it.
+type NetworkCounters struct {
+	RxBytes   uint64 `json:"rx_bytes"`
+	RxPackets uint64 `json:"rx_packets"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	TxPackets uint64 `json:"tx_packets"`
+}
+
 // KeepaliveRequest is the body of POST /v1/sandboxes/{id}/keepalive.
 type KeepaliveRequest struct {
 	// Seconds of lease: no auto-stop before now+Seconds. 0 ends a lease
