@@ -46,6 +46,15 @@ type Config struct {
 	Pools   Pools   `toml:"pools" comment:"work done ahead of creates"`
 
 	Network Network `toml:"network" comment:"sandbox networking: bridge, NAT and the egress policy in nftables"`
+
+	Volumes Volumes `toml:"volumes" comment:"named persistent volumes (ext4 images under state_dir/volumes)"`
+}
+
+// Volumes limits named volumes.
+type Volumes struct {
+	MaxSizeMB        int64 `toml:"max_size_mb" comment:"largest volume"`
+	MaxPerTenant     int   `toml:"max_per_tenant" comment:"volumes one tenant may have"`
+	MaxTotalMBTenant int64 `toml:"max_total_mb_per_tenant" comment:"sum of one tenant's volume sizes (0 = no cap beyond the two above)"`
 }
 
 // Pools size what is prepared ahead of requests.
@@ -137,6 +146,7 @@ func Default() Config {
 		CgroupParent: "/sbx",
 		Toolbox:      Toolbox{MaxUploadMB: 20480, MaxExecOutputMB: 10, MaxConcurrentExecs: 64},
 		Pools:        Pools{DiskImages: 8},
+		Volumes:      Volumes{MaxSizeMB: 100 << 10, MaxPerTenant: 100},
 		Network: Network{
 			Enabled: true, DefaultMode: "none", Bridge: "sbx0", Table: "sbx", Subnet: "10.88.0.0/16",
 			DNS: []string{},
@@ -185,6 +195,9 @@ func (c Config) Validate() error {
 	}
 	if t := c.Toolbox; t.MaxUploadMB <= 0 || t.MaxExecOutputMB <= 0 || t.MaxConcurrentExecs <= 0 {
 		return fmt.Errorf("config: every [toolbox] limit must be positive")
+	}
+	if v := c.Volumes; v.MaxSizeMB < 16 || v.MaxPerTenant < 0 || v.MaxTotalMBTenant < 0 {
+		return fmt.Errorf("config: volumes: max_size_mb must be at least 16, and the other limits not negative")
 	}
 	if c.Pools.DiskImages < 0 || c.Pools.DiskImages > 10000 {
 		return fmt.Errorf("config: pools.disk_images must be between 0 and 10000")

@@ -39,6 +39,7 @@ import (
 	"github.com/sbx-sh/sbx/internal/sandbox"
 	"github.com/sbx-sh/sbx/internal/store"
 	"github.com/sbx-sh/sbx/internal/store/sqlite"
+	"github.com/sbx-sh/sbx/internal/volume"
 )
 
 // Version is set at build time.
@@ -52,6 +53,7 @@ type Daemon struct {
 	Auth      *auth.Service
 	Images    *image.Store
 	Sandboxes *sandbox.Service
+	Volumes   *volume.Manager
 	Handler   http.Handler
 
 	lock    *os.File
@@ -161,6 +163,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		d.network = l
 		nw = l
 	}
+	vols, err := volume.New(volume.Config{
+		Dir: filepath.Join(cfg.StateDir, "volumes"), MaxSizeMB: cfg.Volumes.MaxSizeMB,
+		MaxPerTenant: cfg.Volumes.MaxPerTenant, MaxTotalMBPerTenant: cfg.Volumes.MaxTotalMBTenant,
+	}, st, log.With("component", "volumes"))
+	if err != nil {
+		return nil, err
+	}
+	d.Volumes = vols
 	svc, err := sandbox.New(sandbox.Config{
 		StateDir:       cfg.StateDir,
 		RunDir:         cfg.RunDir,
@@ -177,6 +187,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		MaxExecs:       cfg.Toolbox.MaxConcurrentExecs,
 		DiskPool:       cfg.Pools.DiskImages,
 		Network:        nw,
+		Volumes:        vols,
 		DefaultNetwork: store.Network{
 			Mode: netCfg.DefaultMode, BlockAll: netCfg.DefaultPolicy.BlockAll,
 			Allow: netCfg.DefaultPolicy.Allow, Deny: netCfg.DefaultPolicy.Deny,
@@ -191,6 +202,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 	}
 	native := httpapi.New(httpapi.Config{
 		Sandboxes: svc,
+		Volumes:   vols,
 		Images:    imgs,
 		Auth:      d.Auth,
 		Log:       log,

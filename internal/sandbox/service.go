@@ -89,6 +89,8 @@ type Config struct {
 	// DefaultNetwork is the mode and egress policy of a sandbox that asks
 	// for none (IP unused).
 	DefaultNetwork store.Network
+	// Volumes is the volume manager; nil disables volume mounts.
+	Volumes Volumes
 }
 
 // DefaultMaxExecs is the default of Config.MaxExecs.
@@ -270,6 +272,10 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 	if err != nil {
 		return store.Sandbox{}, err
 	}
+	vols, err := s.resolveVolumes(ctx, opts.TenantID, opts.Volumes)
+	if err != nil {
+		return store.Sandbox{}, err
+	}
 	ref := opts.Image
 	if ref == "" {
 		ref = s.cfg.DefaultImage
@@ -310,6 +316,7 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 		Workdir:     opts.Workdir,
 		UIDSlot:     -1,
 		Network:     nw,
+		Volumes:     vols,
 		CreatedAt:   now,
 		UpdatedAt:   now,
 	}
@@ -420,6 +427,12 @@ func (s *Service) start(ctx context.Context, sb *store.Sandbox, img image.Image,
 	if err := s.attach(ctx, spec, *sb, att); err != nil {
 		return err
 	}
+	vm, err := s.mountVolumes(ctx, *sb, ro.UserNS)
+	defer s.unstageVolumes(*sb)
+	if err != nil {
+		return err
+	}
+	spec.Mounts = append(spec.Mounts, vm...)
 	if err := prepareRoot(rootfs.RootfsDir(dir), spec.Process.Cwd, ro.IDMap); err != nil {
 		return err
 	}
@@ -551,6 +564,9 @@ func (s *Service) release(ctx context.Context, sb store.Sandbox) error {
 	}
 	os.Remove(s.socket(sb.ID))
 	s.cfg.Cgroups.Remove(s.cgroupPath(sb.ID))
+	if err := s.releaseVolumes(sb); err != nil {
+		return err
+	}
 	return rootfs.Unmount(s.dir(sb.ID))
 }
 

@@ -46,12 +46,13 @@ type Sandbox struct {
 	Cmd          []string          `json:"cmd"`
 	ErrorReason  string            `json:"error_reason"`
 	// ExitCode is the exit code of the last run when it ended on its own.
-	ExitCode  *int       `json:"exit_code,omitempty"`
-	OOMKills  int        `json:"oom_kills"`
-	Network   Network    `json:"network"`
-	CreatedAt time.Time  `json:"created_at"`
-	UpdatedAt time.Time  `json:"updated_at"`
-	StartedAt *time.Time `json:"started_at,omitempty"`
+	ExitCode  *int          `json:"exit_code,omitempty"`
+	OOMKills  int           `json:"oom_kills"`
+	Network   Network       `json:"network"`
+	Volumes   []VolumeMount `json:"volumes"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+	StartedAt *time.Time    `json:"started_at,omitempty"`
 }
 
 // CreateSandboxRequest is the body of POST /v1/sandboxes. Every field is
@@ -69,6 +70,8 @@ type CreateSandboxRequest struct {
 	Cmd        []string          `json:"cmd,omitempty"`
 	// Network: nil takes the operator's default mode and policy.
 	Network *NetworkRequest `json:"network,omitempty"`
+	// Volumes are mounted into the sandbox at every start.
+	Volumes []VolumeMount `json:"volumes,omitempty"`
 }
 
 // Network modes.
