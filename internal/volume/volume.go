@@ -110,7 +110,7 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Manager, error) {
 	return &Manager{cfg: cfg, st: st, log: log, holders: map[string]map[string]bool{}}, nil
 }
 
-func stageRoot(dir string) string        { return filepath.Join(dir, ".stage") }
+func stageRoot(dir string) string          { return filepath.Join(dir, ".stage") }
 func (m *Manager) volDir(id string) string { return filepath.Join(m.cfg.Dir, id) }
 
 // StagePath is where the n-th mount of sandbox sb is staged.

@@ -14,7 +14,7 @@ type Volume struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	SizeMB    int64     `json:"size_mb"`
-	State     string    `json:"state"` // creating, ready, deleting
+	State     string    `json:"state"`   // creating, ready, deleting
 	UsedBy    []string  `json:"used_by"` // IDs of the live sandboxes that mount it
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
