@@ -216,6 +216,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 	mux := http.NewServeMux()
 	mux.Handle(daytona.Prefix+"/", daytona.New(daytona.Config{
 		Sandboxes:     svc,
+		Volumes:       vols,
 		Auth:          d.Auth,
 		Log:           log.With("api", "daytona"),
 		MaxExecOutput: cfg.Toolbox.MaxExecOutputMB << 20,
