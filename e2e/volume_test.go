@@ -57,9 +57,9 @@ func shOK(t *testing.T, c *sbx.Client, id, user, script string) string {
 	return res.Stdout
 }
 
-// volumeLeaks lists mounts of the daemon's volumes directory that no
-// running sandbox explains: stages must never outlive a start, and a
-// volume no sandbox uses must not stay mounted.
+// volumeMounts lists the mounts under the daemon's volumes directory: no
+// stage may outlive a start, and a volume no sandbox uses must not stay
+// mounted.
 func volumeMounts() []string {
 	var out []string
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
@@ -68,6 +68,27 @@ func volumeMounts() []string {
 		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], prefix) {
 			out = append(out, strings.TrimPrefix(f[4], prefix))
 		}
+	}
+	return out
+}
+
+// volumeLoops lists loop devices backed by the daemon's volume images;
+// they are auto-cleared a moment after their last mount goes.
+func volumeLoops() []string {
+	prefix := filepath.Join(daemon.StateDir, "volumes") + "/"
+	var out []string
+	for range 50 {
+		out = out[:0]
+		files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+		for _, f := range files {
+			if b, _ := os.ReadFile(f); strings.HasPrefix(string(b), prefix) {
+				out = append(out, f+" → "+strings.TrimSpace(string(b)))
+			}
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	return out
 }
@@ -358,6 +379,9 @@ func TestVolumeKill9(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(daemon.StateDir, "volumes", v.ID)); !os.IsNotExist(err) {
 		t.Errorf("volume files after delete: %v", err)
 	}
+	if l := volumeLoops(); len(l) != 0 {
+		t.Errorf("loop devices left: %v", l)
+	}
 	leakCheck(t)
 }
 
@@ -402,6 +426,9 @@ func TestDaytonaVolumes(t *testing.T) {
 	}
 	if m := volumeMounts(); len(m) != 0 {
 		t.Errorf("mounts left: %v", m)
+	}
+	if l := volumeLoops(); len(l) != 0 {
+		t.Errorf("loop devices left: %v", l)
 	}
 	leakCheck(t)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sbx-sh/sbx/internal/httpapi"
+	"github.com/sbx-sh/sbx/internal/httpapi/apitest"
 	"github.com/sbx-sh/sbx/internal/store"
 	"github.com/sbx-sh/sbx/internal/store/sqlite"
 	"github.com/sbx-sh/sbx/internal/volume"
@@ -115,5 +116,17 @@ func TestVolumesDisabled(t *testing.T) {
 	sb, err := e.sdk.CreateSandbox(t.Context(), sbx.CreateSandboxRequest{})
 	if err != nil || sb.Volumes == nil {
 		t.Fatalf("sandbox %+v, %v", sb.Volumes, err)
+	}
+}
+
+func TestVolumeRoutesInSpec(t *testing.T) {
+	doc, err := apitest.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/v1/volumes", "/v1/volumes/{id}"} {
+		if doc.Paths.Find(path) == nil {
+			t.Errorf("route %s is not in the document", path)
+		}
 	}
 }

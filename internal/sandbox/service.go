@@ -432,7 +432,10 @@ func (s *Service) start(ctx context.Context, sb *store.Sandbox, img image.Image,
 	if err != nil {
 		return err
 	}
-	spec.Mounts = append(spec.Mounts, vm...)
+	if len(vm) > 0 {
+		spec.Mounts = append(spec.Mounts, vm...)
+		ph.mark("volumes")
+	}
 	if err := prepareRoot(rootfs.RootfsDir(dir), spec.Process.Cwd, ro.IDMap); err != nil {
 		return err
 	}

@@ -81,9 +81,16 @@ type Manager struct {
 
 	mu      sync.Mutex
 	holders map[string]map[string]bool // volume ID → sandbox IDs that use it
+	// recovered is set by Recover. Before it, Release never unmounts: at
+	// start-up a stopped sandbox may be released before a running one
+	// that shares its volume is re-adopted, and the running one's mount
+	// must not be cut from the host meanwhile (Recover unmounts what is
+	// still unheld).
+	recovered bool
 }
 
-// New returns a manager; call Recover once the sandboxes are re-adopted.
+// New returns a manager; call Recover once the sandboxes are re-adopted
+// (until then, volumes stay mounted when released).
 func New(cfg Config, st store.Store, log *slog.Logger) (*Manager, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("volume: no directory")
@@ -299,6 +306,9 @@ func (m *Manager) Release(volumeID, holder string) error {
 		return nil
 	}
 	delete(m.holders, volumeID)
+	if !m.recovered {
+		return nil
+	}
 	return rootfs.UnmountDisk(m.volDir(volumeID))
 }
 
@@ -456,6 +466,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.recovered = true
 	var errs []error
 	for _, v := range all {
 		switch v.State {

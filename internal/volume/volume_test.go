@@ -41,6 +41,9 @@ func newEnv(t *testing.T, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := m.Recover(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	e := &env{dir: cfg.Dir, st: st, m: m}
 	t.Cleanup(func() { e.checkClean(t) })
 	return e
@@ -449,6 +452,17 @@ func TestRecoverAfterCrash(t *testing.T) {
 	}
 	if err := m2.Acquire(ctx, held.ID, "alive"); err != nil {
 		t.Fatal(err)
+	}
+	// A release before Recover (a stopped sandbox recovered first) does
+	// not unmount a volume that a sandbox still to be re-adopted uses.
+	if err := m2.Acquire(ctx, kept.ID, "stopped"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Release(kept.ID, "stopped"); err != nil {
+		t.Fatal(err)
+	}
+	if !mounted(t, filepath.Join(e.dir, kept.ID, "disk")) {
+		t.Error("a release before Recover unmounted the volume")
 	}
 	for range 2 { // idempotent
 		if err := m2.Recover(ctx); err != nil {
