@@ -135,7 +135,7 @@ func TestVolumeSharedAndPersistent(t *testing.T) {
 			if got := shOK(t, c, a.ID, "", "tail -n1 /data/home/user.txt"); got != "from-b\n" {
 				t.Errorf("A does not see B's write: %q", got)
 			}
-			// Another tenant's sandboxes cannot name it.
+			// The volume lists both users.
 			if got, err := c.GetVolume(t.Context(), v.Name); err != nil || len(got.UsedBy) != 2 {
 				t.Errorf("used_by = %+v, %v", got.UsedBy, err)
 			}
