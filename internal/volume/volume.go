@@ -21,8 +21,8 @@
 // sandbox's user namespace instead, so sandbox root writes uid 0 to disk
 // and every sandbox sees the same owners.
 //
-// Concurrency: one mutex serializes the reference counts, creates and
-// deletes; staging runs outside it. Crash safety: a volume's record is
+// Concurrency: one mutex serializes the reference counts, the limit
+// checks of creates, and deletes; mkfs and staging run outside it. Crash safety: a volume's record is
 // written (creating) before its files, and removed (after deleting) only
 // once they are gone; Recover rolls creates back, finishes deletes, drops
 // stages and unmounts the volumes no sandbox holds, so every step can be
@@ -154,6 +154,32 @@ func (m *Manager) Create(ctx context.Context, tenantID, name string, sizeMB int6
 		return store.Volume{}, errdefs.Publicf(errdefs.ErrInvalidArgument,
 			"size_mb must be between %d and %d", MinSizeMB, m.cfg.MaxSizeMB)
 	}
+	v, err := m.reserve(ctx, tenantID, name, sizeMB)
+	if err != nil {
+		return store.Volume{}, err
+	}
+	// mkfs runs outside the lock: the record (creating) holds the name,
+	// and nothing else touches a volume in that state.
+	if err := rootfs.CreateDisk(ctx, m.volDir(v.ID), sizeMB<<20, "0:0"); err != nil {
+		m.mu.Lock()
+		m.remove(context.WithoutCancel(ctx), v)
+		m.mu.Unlock()
+		return store.Volume{}, fmt.Errorf("creating volume %s: %w", name, err)
+	}
+	v.State = store.VolumeReady
+	if err := m.st.UpdateVolume(ctx, v); err != nil {
+		m.mu.Lock()
+		m.remove(context.WithoutCancel(ctx), v)
+		m.mu.Unlock()
+		return store.Volume{}, err
+	}
+	m.log.Info("volume created", "volume", v.ID, "name", name, "tenant", tenantID, "size_mb", sizeMB)
+	return v, nil
+}
+
+// reserve checks the tenant's limits and writes the volume's record
+// (creating), under the lock so that two creates cannot both pass a limit.
+func (m *Manager) reserve(ctx context.Context, tenantID, name string, sizeMB int64) (store.Volume, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	existing, err := m.st.ListVolumes(ctx, tenantID)
@@ -180,17 +206,6 @@ func (m *Manager) Create(ctx context.Context, tenantID, name string, sizeMB int6
 	if err := m.st.CreateVolume(ctx, v); err != nil {
 		return store.Volume{}, err
 	}
-	// Files are stored with in-sandbox ids: the root belongs to root.
-	if err := rootfs.CreateDisk(ctx, m.volDir(v.ID), sizeMB<<20, "0:0"); err != nil {
-		m.remove(context.WithoutCancel(ctx), v)
-		return store.Volume{}, fmt.Errorf("creating volume %s: %w", name, err)
-	}
-	v.State = store.VolumeReady
-	if err := m.st.UpdateVolume(ctx, v); err != nil {
-		m.remove(context.WithoutCancel(ctx), v)
-		return store.Volume{}, err
-	}
-	m.log.Info("volume created", "volume", v.ID, "name", name, "tenant", tenantID, "size_mb", sizeMB)
 	return v, nil
 }
 
@@ -227,6 +242,9 @@ func (m *Manager) Delete(ctx context.Context, tenantID, idOrName string, force b
 	v, err := m.Get(ctx, tenantID, idOrName)
 	if err != nil {
 		return err
+	}
+	if v.State != store.VolumeReady {
+		return errdefs.Publicf(errdefs.ErrConflict, "volume %q is %s", v.Name, v.State)
 	}
 	users, err := m.st.VolumeUsers(ctx, v.ID)
 	if err != nil {

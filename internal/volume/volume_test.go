@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -497,6 +499,49 @@ func TestRecoverAfterCrash(t *testing.T) {
 	m2.Release(held.ID, "alive")
 	for _, n := range []string{"kept", "held"} {
 		if err := m2.Delete(context.WithoutCancel(ctx), "t1", n, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestConcurrentCreates: one name is taken once, and a tenant limit holds
+// against creates racing each other.
+func TestConcurrentCreates(t *testing.T) {
+	e := newEnv(t, Config{MaxPerTenant: 3})
+	ctx := t.Context()
+	run := func(names func(i int) string) (ok int, kinds map[string]int) {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		kinds = map[string]int{}
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := e.m.Create(ctx, "t1", names(i), 16)
+				mu.Lock()
+				defer mu.Unlock()
+				if err == nil {
+					ok++
+				} else {
+					kinds[fmt.Sprint(errdefs.Kind(err))]++
+				}
+			}()
+		}
+		wg.Wait()
+		return ok, kinds
+	}
+	if ok, kinds := run(func(int) string { return "same" }); ok != 1 || kinds[fmt.Sprint(errdefs.ErrAlreadyExists)] != 7 {
+		t.Errorf("8 creates of one name: %d succeeded, errors %v", ok, kinds)
+	}
+	if ok, kinds := run(func(i int) string { return fmt.Sprintf("v%d", i) }); ok != 2 || kinds[fmt.Sprint(errdefs.ErrResourceExhausted)] != 6 {
+		t.Errorf("8 creates against a limit of 3 (1 made): %d succeeded, errors %v", ok, kinds)
+	}
+	l, _ := e.m.List(ctx, "t1")
+	for _, v := range l {
+		if v.State != store.VolumeReady {
+			t.Errorf("volume %s is %s", v.Name, v.State)
+		}
+		if err := e.m.Delete(ctx, "t1", v.ID, false); err != nil {
 			t.Fatal(err)
 		}
 	}
