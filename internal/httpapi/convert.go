@@ -53,6 +53,7 @@ func toSandbox(s store.Sandbox) sbx.Sandbox {
 		ErrorReason: s.ErrorReason, ExitCode: s.ExitCode, OOMKills: s.OOMKills,
 		Network:   toNetwork(s.Network),
 		Lifecycle: toLifecycle(s.Lifecycle),
+		Volumes:   toVolumeMounts(s.Volumes),
 		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(), StartedAt: utcPtr(s.StartedAt),
 	}
 }

@@ -113,10 +113,12 @@ const (
 // Config configures the handler.
 type Config struct {
 	Sandboxes Sandboxes
-	Images    Images
-	Auth      Auth
-	Log       *slog.Logger // nil: discard
-	Version   string       // reported by /healthz
+	// Volumes is the volume manager; nil answers 503 on /v1/volumes.
+	Volumes Volumes
+	Images  Images
+	Auth    Auth
+	Log     *slog.Logger // nil: discard
+	Version string       // reported by /healthz
 
 	// MaxExecOutput caps each stream of a buffered exec answer; 0 means
 	// DefaultMaxExecOutput.
@@ -206,6 +208,8 @@ func New(cfg Config) http.Handler {
 	h.ptyRoutes(route)
 
 	h.sessionRoutes(route)
+
+	h.volumeRoutes(route)
 
 	route("GET /v1/images", h.listImages)
 	route("POST /v1/images/pull", h.pullImage)

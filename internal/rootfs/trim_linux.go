@@ -12,11 +12,6 @@ import (
 	"github.com/sbx-sh/sbx/internal/errdefs"
 )
 
-// DiskImage is the path of a sandbox's writable-layer image. It may be
-// read or replaced only while the sandbox is stopped and Settle has
-// returned.
-func DiskImage(dir string) string { return diskImage(dir) }
-
 // Settle waits until the kernel holds the stopped sandbox's writable layer
 // no more (a mount copy in a dying namespace can keep its superblock,
 // with unwritten data, for a moment after the stop), so that the image

@@ -46,13 +46,14 @@ type Sandbox struct {
 	Cmd          []string          `json:"cmd"`
 	ErrorReason  string            `json:"error_reason"`
 	// ExitCode is the exit code of the last run when it ended on its own.
-	ExitCode  *int       `json:"exit_code,omitempty"`
-	OOMKills  int        `json:"oom_kills"`
-	Network   Network    `json:"network"`
-	Lifecycle Lifecycle  `json:"lifecycle"`
-	CreatedAt time.Time  `json:"created_at"`
-	UpdatedAt time.Time  `json:"updated_at"`
-	StartedAt *time.Time `json:"started_at,omitempty"`
+	ExitCode  *int          `json:"exit_code,omitempty"`
+	OOMKills  int           `json:"oom_kills"`
+	Network   Network       `json:"network"`
+	Lifecycle Lifecycle     `json:"lifecycle"`
+	Volumes   []VolumeMount `json:"volumes"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+	StartedAt *time.Time    `json:"started_at,omitempty"`
 }
 
 // CreateSandboxRequest is the body of POST /v1/sandboxes. Every field is
@@ -72,6 +73,8 @@ type CreateSandboxRequest struct {
 	Network *NetworkRequest `json:"network,omitempty"`
 	// Lifecycle: unset fields take the operator's defaults.
 	Lifecycle *LifecyclePolicy `json:"lifecycle,omitempty"`
+	// Volumes are mounted into the sandbox at every start.
+	Volumes []VolumeMount `json:"volumes,omitempty"`
 }
 
 // LifecyclePolicy is a sandbox's automatic stop, archive and delete, in
