@@ -51,6 +51,7 @@ func toSandbox(s store.Sandbox) sbx.Sandbox {
 		Entrypoint: orEmptyList(s.Entrypoint), Cmd: orEmptyList(s.Cmd),
 		ErrorReason: s.ErrorReason, ExitCode: s.ExitCode, OOMKills: s.OOMKills,
 		Network:   toNetwork(s.Network),
+		Public:    s.Public,
 		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(), StartedAt: utcPtr(s.StartedAt),
 	}
 }

@@ -46,6 +46,7 @@ type Sandboxes interface {
 	Resize(ctx context.Context, tenantID, idOrName string, r sandbox.ResizeOptions) (store.Sandbox, error)
 	SetLabels(ctx context.Context, tenantID, idOrName string, labels map[string]string) (store.Sandbox, error)
 	SetNetworkPolicy(ctx context.Context, tenantID, idOrName string, blockAll bool, allow, deny []string) (store.Sandbox, error)
+	SetPublic(ctx context.Context, tenantID, idOrName string, public bool) (store.Sandbox, error)
 	Logs(ctx context.Context, tenantID, idOrName string, follow bool) (io.ReadCloser, error)
 	Events(ctx context.Context, tenantID, idOrName string, afterSeq int64) ([]store.Event, error)
 	// Agent returns the agent of a started sandbox (ErrConflict when it
@@ -113,6 +114,11 @@ type Config struct {
 	Auth      Auth
 	Log       *slog.Logger // nil: discard
 	Version   string       // reported by /healthz
+	// Previews mints preview links (nil: the preview routes answer 503).
+	Previews Previews
+	// PreviewBaseURL is the daemon's address for path-form preview
+	// links ("" takes the address each request came to).
+	PreviewBaseURL string
 
 	// MaxExecOutput caps each stream of a buffered exec answer; 0 means
 	// DefaultMaxExecOutput.
@@ -198,6 +204,8 @@ func New(cfg Config) http.Handler {
 	h.ptyRoutes(route)
 
 	h.sessionRoutes(route)
+
+	h.previewRoutes(route)
 
 	route("GET /v1/images", h.listImages)
 	route("POST /v1/images/pull", h.pullImage)

@@ -43,7 +43,7 @@ func (h *handler) createSandbox(w http.ResponseWriter, r *http.Request, t store.
 	opts := sandbox.CreateOptions{
 		TenantID: t.ID, Name: req.Name, Image: req.Image, Runtime: req.Runtime,
 		Env: req.Env, Labels: req.Labels, User: req.User, Workdir: req.Workdir,
-		Entrypoint: req.Entrypoint, Cmd: req.Cmd,
+		Entrypoint: req.Entrypoint, Cmd: req.Cmd, Public: req.Public,
 	}
 	if n := req.Network; n != nil {
 		opts.Network = &sandbox.NetworkOptions{Mode: n.Mode, BlockAll: n.BlockAll, Allow: n.Allow, Deny: n.Deny}

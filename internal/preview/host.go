@@ -59,13 +59,14 @@ func parseLabel(label string) (Target, error) {
 }
 
 // validID accepts what sandbox IDs are made of (lowercase base32), and
-// some room: the lookup decides whether the sandbox exists.
+// some room (inner hyphens): the lookup decides whether the sandbox
+// exists.
 func validID(id string) bool {
-	if id == "" || len(id) > 63 {
+	if id == "" || len(id) > 63 || id[0] == '-' || id[len(id)-1] == '-' {
 		return false
 	}
 	for _, c := range id {
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
 			return false
 		}
 	}

@@ -29,7 +29,8 @@ func TestParseHost(t *testing.T) {
 		{host: "x-abc.preview.localhost", under: true, kind: errdefs.ErrInvalidArgument},
 		{host: "3000.preview.localhost", under: true, kind: errdefs.ErrNotFound},
 		{host: "3000-.preview.localhost", under: true, kind: errdefs.ErrNotFound},
-		{host: "3000-ab-c.preview.localhost", under: true, kind: errdefs.ErrNotFound},
+		{host: "3000-ab-c.preview.localhost", want: Target{"ab-c", 3000}, under: true},
+		{host: "3000-abc-.preview.localhost", under: true, kind: errdefs.ErrNotFound},
 		{host: "a.3000-abc.preview.localhost", under: true, kind: errdefs.ErrNotFound},
 		{host: "3000-abc_d.preview.localhost", under: true, kind: errdefs.ErrNotFound},
 		// Not under the domain: the API's.

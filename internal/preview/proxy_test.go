@@ -242,7 +242,7 @@ func TestProxyPublicAndRouting(t *testing.T) {
 		body   string
 	}{
 		{"99999-pub.preview.test", 400, "not a number"},
-		{"80-pub-x.preview.test", 404, "not a preview address"},
+		{"80-pub-.preview.test", 404, "not a preview address"},
 		{w.host("nope"), 404, "sandbox nope not found"},
 		{w.host("web"), 404, "sandbox web not found"}, // names are not IDs
 		{w.host("stopped"), 409, "not started"},

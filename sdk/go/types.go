@@ -49,6 +49,7 @@ type Sandbox struct {
 	ExitCode  *int       `json:"exit_code,omitempty"`
 	OOMKills  int        `json:"oom_kills"`
 	Network   Network    `json:"network"`
+	Public    bool       `json:"public"` // preview URLs need no token
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
@@ -69,6 +70,8 @@ type CreateSandboxRequest struct {
 	Cmd        []string          `json:"cmd,omitempty"`
 	// Network: nil takes the operator's default mode and policy.
 	Network *NetworkRequest `json:"network,omitempty"`
+	// Public serves the sandbox's preview URLs without a token.
+	Public bool `json:"public,omitempty"`
 }
 
 // Network modes.
