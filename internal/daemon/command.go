@@ -26,6 +26,7 @@ func Commands() []*cobra.Command {
 		table    string
 		subnet   string
 		netMode  string
+		prevDom  string
 	)
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -70,6 +71,9 @@ func Commands() []*cobra.Command {
 			if f.Changed("network-default-mode") {
 				cfg.Network.DefaultMode = netMode
 			}
+			if f.Changed("preview-domain") {
+				cfg.Preview.Domain = prevDom
+			}
 			if f.Changed("allow-vulnerable-runtime") {
 				cfg.AllowVulnerableRuntime = allowVul
 			}
@@ -95,6 +99,7 @@ func Commands() []*cobra.Command {
 	f.StringVar(&table, "network-table", def.Network.Table, "nftables table (inet) of sbx's rules")
 	f.StringVar(&subnet, "network-subnet", def.Network.Subnet, "IPv4 subnet of bridged sandboxes")
 	f.StringVar(&netMode, "network-default-mode", def.Network.DefaultMode, "none or bridge: network of a sandbox that asks for none")
+	f.StringVar(&prevDom, "preview-domain", def.Preview.Domain, "host form of preview URLs: {port}-{id}.DOMAIN (default preview.localhost:<listen port>)")
 	f.BoolVar(&allowVul, "allow-vulnerable-runtime", false, "start even with a runtime version that has known escapes")
 
 	cfgCmd := &cobra.Command{Use: "config", Short: "Daemon configuration"}
