@@ -76,6 +76,7 @@ func sandboxCommands(g *globals) []*cobra.Command {
 	f.StringVar(&entrypoint, "entrypoint", "", "override the image's entrypoint")
 	f.StringVar(&netFlags.mode, "network", "", "network mode: none (loopback only) or bridge (default: the daemon's)")
 	netFlags.policyFlags(f)
+	f.BoolVar(&req.Public, "public", false, "serve preview URLs without a token")
 
 	var lsLabels, lsStates []string
 	var all bool
@@ -296,5 +297,5 @@ With -t the command runs on a terminal in the sandbox, wired to this one
 			})
 		},
 	}
-	return []*cobra.Command{create, ls, inspect, start, stop, restart, rm, resize, labelCmd, execCmd, logs, events, networkCommand(g)}
+	return []*cobra.Command{create, ls, inspect, start, stop, restart, rm, resize, labelCmd, execCmd, logs, events, networkCommand(g), previewCommand(g)}
 }
