@@ -218,6 +218,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		Log:           log.With("api", "daytona"),
 		MaxExecOutput: cfg.Toolbox.MaxExecOutputMB << 20,
 		MaxUploadSize: cfg.Toolbox.MaxUploadMB << 20,
+		Previews:      prev,
 	}))
 	mux.Handle("/", native)
 	// Preview hosts ({port}-{id}.{domain}) and /preview/ paths go to the

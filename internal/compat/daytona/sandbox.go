@@ -18,7 +18,7 @@ import (
 
 // SandboxDTO is Daytona's Sandbox object, with every field the SDK copies
 // onto its Sandbox. Fields sbx has no notion of carry Daytona's neutral
-// values (no GPU, no backup, not public).
+// values (no GPU, no backup).
 type SandboxDTO struct {
 	ID             string            `json:"id"`
 	OrganizationID string            `json:"organizationId"`
@@ -111,7 +111,7 @@ func toSandboxDTO(s store.Sandbox, toolbox string) SandboxDTO {
 	}
 	return SandboxDTO{
 		ID: s.ID, OrganizationID: s.TenantID, Name: s.Name, Snapshot: s.Image, User: user,
-		Env: orEmpty(s.Env), Labels: orEmpty(s.Labels), Target: "local",
+		Env: orEmpty(s.Env), Labels: orEmpty(s.Labels), Target: "local", Public: s.Public,
 		CPU: s.Resources.CPU, Memory: gib(s.Resources.MemoryMB), Disk: gib(s.Resources.DiskMB),
 		State: toState(s.State), DesiredState: toDesiredState(s), ErrorReason: s.ErrorReason,
 		BackupState: "None",
@@ -134,6 +134,7 @@ func (h *handler) controlRoutes() {
 	h.route("PUT /sandbox/{id}/labels", h.setLabels)
 	h.route("POST /sandbox/{id}/resize", h.resizeSandbox)
 	h.route("GET /sandbox/{id}/toolbox-proxy-url", h.toolboxProxyURL)
+	h.previewRoutes()
 	// Accepted and not recorded: sbx has no idle policies yet.
 	for _, p := range []string{"autostop/{m}", "autoarchive/{m}", "autodelete/{m}", "autopause/{m}", "ttl/{m}", "last-activity"} {
 		h.route("POST /sandbox/{id}/"+p, h.acceptNoop)
@@ -180,6 +181,7 @@ type createRequest struct {
 	NetworkBlockAll  bool              `json:"networkBlockAll"`
 	NetworkAllowList string            `json:"networkAllowList"`
 	DomainAllowList  string            `json:"domainAllowList"`
+	Public           bool              `json:"public"`
 }
 
 func invalidf(format string, args ...any) error {
@@ -207,7 +209,8 @@ func imageOfDockerfile(df string, contextHashes []string) (string, error) {
 
 // toCreateOptions translates a create request.
 func toCreateOptions(req createRequest, tenantID string) (sandbox.CreateOptions, error) {
-	opts := sandbox.CreateOptions{TenantID: tenantID, Name: req.Name, Image: req.Snapshot, Env: req.Env, Labels: req.Labels, User: req.User}
+	opts := sandbox.CreateOptions{TenantID: tenantID, Name: req.Name, Image: req.Snapshot, Env: req.Env, Labels: req.Labels, User: req.User,
+		Public: req.Public}
 	if req.BuildInfo != nil {
 		if req.Snapshot != "" {
 			return opts, invalidf("give either snapshot or image, not both")
