@@ -100,3 +100,31 @@ func TestParsePort(t *testing.T) {
 		}
 	}
 }
+
+// The server side refuses what the client would never send: ports that
+// are not plain numbers in range, and a connect that is not an upgrade.
+func TestPortConnectRefusals(t *testing.T) {
+	c, _ := startServer(t, ServerConfig{})
+	for _, tc := range []struct {
+		port, upgrade string
+	}{
+		{"abc", portProto}, {"0", portProto}, {"65536", portProto}, {"08080", portProto}, {"80", ""}, {"80", "websocket"},
+	} {
+		req, err := c.newRequest(t.Context(), "POST", "/v1/ports/"+tc.port+"/connect", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.upgrade != "" {
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", tc.upgrade)
+		}
+		resp, err := c.do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Errorf("port %q, upgrade %q: %d, want 400", tc.port, tc.upgrade, resp.StatusCode)
+		}
+	}
+}

@@ -168,6 +168,16 @@ func isUpgrade(r *http.Request) bool {
 	return r.Header.Get("Upgrade") != "" && strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade")
 }
 
+// ServeTarget serves one request for a sandbox port already chosen by
+// the caller, with the host form's rules (tokens, cookie for the request's
+// origin, credential stripping, activity). It is for transports that
+// route by other means than Host or path, such as a compat adapter that
+// reads the target from headers (E2B's E2b-Sandbox-Id and
+// E2b-Sandbox-Port).
+func (s *Service) ServeTarget(w http.ResponseWriter, r *http.Request, t Target) {
+	s.serve(w, r, route{t: t})
+}
+
 func (s *Service) serve(w http.ResponseWriter, r *http.Request, rt route) {
 	ctx := r.Context()
 	sb, err := s.cfg.Sandboxes.Get(ctx, "", rt.t.SandboxID)
@@ -296,8 +306,9 @@ func (s *Service) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.RawQuery = stripQuery(pr.In.URL.RawQuery)
 	out.Header.Del(TokenHeader)
 	out.Header.Del(daytonaHeader)
-	if a := out.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer sbx_") || strings.HasPrefix(a, "bearer sbx_") {
-		out.Header.Del("Authorization")
+	if scheme, cred, _ := strings.Cut(out.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Bearer") &&
+		strings.HasPrefix(strings.TrimSpace(cred), "sbx_") {
+		out.Header.Del("Authorization") // an sbx API key is the daemon's business only
 	}
 	stripCookie(out.Header)
 	pr.SetXForwarded()

@@ -218,7 +218,7 @@ func (w *world) do(t *testing.T, method, host, path string, body io.Reader, hdr 
 
 func TestProxyPublicAndRouting(t *testing.T) {
 	w := newWorld(t)
-	a := w.do(t, "GET", w.host("pub"), "/echo?x=1&token=zzz", nil, "Authorization", "Bearer sbx_secret", "Cookie", "a=b")
+	a := w.do(t, "GET", w.host("pub"), "/echo?x=1&token=zzz", nil, "Authorization", "BEARER  sbx_secret", "Cookie", "a=b")
 	want := seen{Host: w.host("pub"), Path: "/echo", Query: "x=1", Cookie: "a=b"}
 	if a.status != 200 || a.seen != want {
 		t.Fatalf("public GET = %d %q, seen %+v, want %+v", a.status, a.body, a.seen, want)
@@ -229,6 +229,13 @@ func TestProxyPublicAndRouting(t *testing.T) {
 	// Authorization that is not an sbx key belongs to the app.
 	if a := w.do(t, "GET", w.host("pub"), "/echo", nil, "Authorization", "Basic dTpw"); a.seen.Auth != "Basic dTpw" {
 		t.Errorf("the app's own Authorization was removed: %+v", a.seen)
+	}
+	// ServeTarget: routed by the caller (a compat adapter), same rules.
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "http://api.example/echo", nil)
+	w.svc.ServeTarget(rec, req, Target{SandboxID: "priv", Port: w.port})
+	if rec.Code != 401 {
+		t.Errorf("ServeTarget without a token: %d", rec.Code)
 	}
 	// Hosts that are not under the domain are the API's.
 	for _, h := range []string{"", "preview.test", "example.com", w.host("pub") + ".example.com"} {
