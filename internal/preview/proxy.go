@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sbx-sh/sbx/internal/agent"
@@ -223,12 +224,26 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request, rt route) {
 
 // keepTouching counts a long request as activity every touchEvery.
 func (s *Service) keepTouching(id string) func() {
-	var t *time.Timer
+	var (
+		mu      sync.Mutex
+		stopped bool
+		t       *time.Timer
+	)
 	t = time.AfterFunc(touchEvery, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped { // the request ended while this fired: do not re-arm
+			return
+		}
 		s.cfg.Sandboxes.Touch(id)
 		t.Reset(touchEvery)
 	})
-	return func() { t.Stop() }
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
 }
 
 // setCookie keeps a token from the query for the preview's origin (host
