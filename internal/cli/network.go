@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -83,11 +84,15 @@ func networkTable(n sbx.Network) func(*tabwriter.Writer) {
 
 func networkCommand(g *globals) *cobra.Command {
 	var nf networkFlags
+	var audit, follow bool
 	cmd := &cobra.Command{
-		Use:   "network ID [--block-all | --open | --allow CIDR... --deny CIDR...]",
-		Short: "Show a sandbox's network, or replace its egress policy live",
+		Use:   "network ID [--block-all | --open | --allow CIDR... --deny CIDR...] | --audit [-f]",
+		Short: "Show a sandbox's network, replace its egress policy live, or show what it connected to",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if audit {
+				return showAudit(cmd, g, args[0], follow)
+			}
 			var (
 				n   sbx.Network
 				err error
@@ -108,5 +113,35 @@ func networkCommand(g *globals) *cobra.Command {
 		},
 	}
 	nf.policyFlags(cmd.Flags())
+	cmd.Flags().BoolVar(&audit, "audit", false, "show the egress audit log: connections opened or tried, with their verdicts")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "with --audit: keep printing new entries")
 	return cmd
+}
+
+func showAudit(cmd *cobra.Command, g *globals, id string, follow bool) error {
+	out := cmd.OutOrStdout()
+	line := func(e sbx.AuditEntry) error {
+		if g.json {
+			return json.NewEncoder(out).Encode(e)
+		}
+		dst := e.Dst
+		if e.Port != 0 {
+			dst = fmt.Sprintf("%s:%d", e.Dst, e.Port)
+		}
+		_, err := fmt.Fprintf(out, "%s  %-7s  %-4s  %s\n", e.Time.Format("15:04:05.000"), e.Verdict, e.Protocol, dst)
+		return err
+	}
+	if follow {
+		return g.client().FollowNetworkAudit(cmd.Context(), id, 0, line)
+	}
+	entries, err := g.client().NetworkAudit(cmd.Context(), id, 0)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := line(e); err != nil {
+			return err
+		}
+	}
+	return nil
 }

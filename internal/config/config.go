@@ -110,6 +110,9 @@ type Network struct {
 	// (loopback stub resolvers skipped).
 	DNS           []string `toml:"dns" comment:"nameservers for sandboxes; empty: the host's /etc/resolv.conf, loopback ones skipped"`
 	DefaultPolicy Policy   `toml:"default_policy" comment:"egress policy of a bridged sandbox that asks for none"`
+	// AuditGroup is the NFLOG group of the egress audit log; one reader
+	// per group and network namespace, so two daemons on a host need two.
+	AuditGroup int `toml:"audit_group" comment:"NFLOG group (1-65535) of the egress audit log; 0 = derived from the table name; -1 = no audit log"`
 }
 
 // Policy is an egress policy: block_all, or deny then allow lists of CIDRs.
@@ -243,6 +246,9 @@ func (c Config) Validate() error {
 	}
 	if v := c.Volumes; v.MaxSizeMB < 16 || v.MaxPerTenant < 0 || v.MaxTotalMBTenant < 0 {
 		return fmt.Errorf("config: volumes: max_size_mb must be at least 16, and the other limits not negative")
+	}
+	if g := c.Network.AuditGroup; g < -1 || g > 65535 {
+		return fmt.Errorf("config: network.audit_group must be -1 (off), 0 (derived) or 1 to 65535")
 	}
 	if c.Pools.DiskImages < 0 || c.Pools.DiskImages > 10000 {
 		return fmt.Errorf("config: pools.disk_images must be between 0 and 10000")

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net"
@@ -159,6 +160,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		l, err := network.Open(ctx, network.Config{
 			Bridge: netCfg.Bridge, Table: netCfg.Table, Subnet: netip.MustParsePrefix(netCfg.Subnet),
 			NetnsDir: filepath.Join(cfg.RunDir, "netns"), Resolvers: resolvers,
+			AuditGroup: auditGroup(netCfg.AuditGroup, netCfg.Table),
 		})
 		if err != nil {
 			return nil, err
@@ -444,4 +446,19 @@ func accessLog(log *slog.Logger, next http.Handler) http.Handler {
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
 	})
+}
+
+// auditGroup is the NFLOG group of the egress audit log: the configured
+// one, none (-1), or one derived from the nftables table name (unique per
+// daemon on a host), in 1000..60999.
+func auditGroup(configured int, table string) uint16 {
+	switch {
+	case configured < 0:
+		return 0
+	case configured > 0:
+		return uint16(configured)
+	}
+	h := fnv.New32a()
+	h.Write([]byte(table))
+	return uint16(1000 + h.Sum32()%60000)
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/sbx-sh/sbx/internal/image"
+	"github.com/sbx-sh/sbx/internal/network"
 	"github.com/sbx-sh/sbx/internal/sandbox"
 	"github.com/sbx-sh/sbx/internal/store"
 	sbx "github.com/sbx-sh/sbx/sdk/go"
@@ -66,6 +67,15 @@ func toMetrics(m sandbox.Metrics) sbx.Metrics {
 	}
 	if n := m.Network; n != nil {
 		out.Network = &sbx.NetworkCounters{RxBytes: n.RxBytes, RxPackets: n.RxPackets, TxBytes: n.TxBytes, TxPackets: n.TxPackets}
+	}
+	return out
+}
+
+func toAudit(l []network.AuditEntry) []sbx.AuditEntry {
+	out := make([]sbx.AuditEntry, 0, len(l))
+	for _, e := range l {
+		out = append(out, sbx.AuditEntry{Seq: e.Seq, Time: e.Time.UTC(), Verdict: e.Verdict, Protocol: e.Protocol,
+			Dst: e.Dst.String(), Port: int(e.Port)})
 	}
 	return out
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sbx-sh/sbx/internal/agent"
 	"github.com/sbx-sh/sbx/internal/image"
+	"github.com/sbx-sh/sbx/internal/network"
 	"github.com/sbx-sh/sbx/internal/sandbox"
 	"github.com/sbx-sh/sbx/internal/store"
 	sbx "github.com/sbx-sh/sbx/sdk/go"
@@ -50,6 +51,7 @@ type Sandboxes interface {
 	SetLifecycle(ctx context.Context, tenantID, idOrName string, o sandbox.LifecycleOptions) (store.Sandbox, error)
 	Keepalive(ctx context.Context, tenantID, idOrName string, d time.Duration) (store.Sandbox, error)
 	Metrics(ctx context.Context, tenantID, idOrName string) (sandbox.Metrics, error)
+	NetworkAudit(ctx context.Context, tenantID, idOrName string, after int64) ([]network.AuditEntry, <-chan struct{}, error)
 	SetPublic(ctx context.Context, tenantID, idOrName string, public bool) (store.Sandbox, error)
 	Logs(ctx context.Context, tenantID, idOrName string, follow bool) (io.ReadCloser, error)
 	Events(ctx context.Context, tenantID, idOrName string, afterSeq int64) ([]store.Event, error)
@@ -202,6 +204,7 @@ func New(cfg Config) http.Handler {
 	route("GET /v1/sandboxes/{id}/metrics", h.metrics)
 	route("GET /v1/sandboxes/{id}/network", h.getNetwork)
 	route("PUT /v1/sandboxes/{id}/network", h.setNetworkPolicy)
+	route("GET /v1/sandboxes/{id}/network/audit", h.networkAudit)
 	route("GET /v1/sandboxes/{id}/events", h.events)
 	route("GET /v1/sandboxes/{id}/logs", h.logs)
 	route("POST /v1/sandboxes/{id}/exec", h.execSandbox)

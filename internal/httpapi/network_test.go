@@ -1,7 +1,10 @@
 package httpapi_test
 
 import (
+	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -50,5 +53,34 @@ func TestNetworkPolicy(t *testing.T) {
 	}
 	if _, err := e.sdk.Network(ctx, "missing"); !sbx.IsNotFound(err) {
 		t.Fatalf("missing sandbox: %v", err)
+	}
+}
+
+func TestNetworkAudit(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	sb, err := e.sdk.CreateSandbox(ctx, sbx.CreateSandboxRequest{Network: &sbx.NetworkRequest{Mode: sbx.NetworkBridge}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.sdk.NetworkAudit(ctx, sb.ID, 0)
+	if err != nil || len(got) != 2 || got[0].Verdict != "allowed" || got[0].Dst != "192.0.2.1" || got[0].Port != 443 ||
+		got[1].Verdict != "blocked" || got[1].Protocol != "udp" {
+		t.Fatalf("NetworkAudit = %+v, %v", got, err)
+	}
+	if got, err := e.sdk.NetworkAudit(ctx, sb.ID, 1); err != nil || len(got) != 1 || got[0].Seq != 2 {
+		t.Fatalf("NetworkAudit after 1 = %+v, %v", got, err)
+	}
+	// Following streams what there is, then waits.
+	fctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	var seen []int64
+	err = e.sdk.FollowNetworkAudit(fctx, sb.ID, 0, func(a sbx.AuditEntry) error { seen = append(seen, a.Seq); return nil })
+	if !errors.Is(err, context.DeadlineExceeded) || len(seen) != 2 {
+		t.Fatalf("follow: %v, saw %v", err, seen)
+	}
+	none, _ := e.sdk.CreateSandbox(ctx, sbx.CreateSandboxRequest{})
+	if _, err := e.sdk.NetworkAudit(ctx, none.ID, 0); !sbx.IsConflict(err) {
+		t.Fatalf("audit of a sandbox without network: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"math"
 	"net/http"
@@ -322,4 +323,62 @@ func (h *handler) metrics(w http.ResponseWriter, r *http.Request, t store.Tenant
 		return
 	}
 	writeJSON(w, http.StatusOK, toMetrics(m))
+}
+
+// networkAudit answers the egress audit log after ?after=N: a JSON list,
+// or with ?follow=true an NDJSON stream of entries as they come (a
+// keep-alive newline every 15 s) until the client leaves.
+func (h *handler) networkAudit(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	q := r.URL.Query()
+	var after int64
+	if a := q.Get("after"); a != "" {
+		n, err := strconv.ParseInt(a, 10, 64)
+		if err != nil || n < 0 {
+			h.writeError(w, r, invalidf("after must be a non-negative integer"))
+			return
+		}
+		after = n
+	}
+	follow := q.Get("follow") == "true"
+	entries, wake, err := h.cfg.Sandboxes.NetworkAudit(r.Context(), t.ID, r.PathValue("id"), after)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if !follow {
+		writeJSON(w, http.StatusOK, sbx.AuditList{Items: toAudit(entries)})
+		return
+	}
+	w.Header().Set("Content-Type", sbx.NDJSON)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	tick := time.NewTicker(15 * time.Second)
+	defer tick.Stop()
+	for {
+		for _, e := range toAudit(entries) {
+			if err := enc.Encode(e); err != nil {
+				return
+			}
+			after = e.Seq
+		}
+		if rc.Flush() != nil {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+			if _, err := w.Write([]byte("\n")); err != nil {
+				return
+			}
+			entries = nil
+			continue
+		case <-wake:
+		}
+		if entries, wake, err = h.cfg.Sandboxes.NetworkAudit(r.Context(), t.ID, r.PathValue("id"), after); err != nil {
+			return // the sandbox went away
+		}
+	}
 }

@@ -16,11 +16,14 @@ import (
 	"sync"
 
 	"github.com/google/nftables"
+
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/sbx-sh/sbx/internal/errdefs"
 )
 
 // Config configures the real network.
@@ -35,6 +38,9 @@ type Config struct {
 	// HostNetNS is the namespace holding the bridge and the nftables
 	// table; "" is the daemon's own. Tests use a throwaway one.
 	HostNetNS string
+	// AuditGroup is the NFLOG group of the egress audit log (unique per
+	// host: one reader per group); 0 turns the audit log off.
+	AuditGroup uint16
 }
 
 // Linux is the Manager over the kernel: netlink for links, addresses and
@@ -47,6 +53,10 @@ type Linux struct {
 	host   *netlink.Handle
 	hostNS netns.NsHandle // -1 for the daemon's own
 	nftMu  sync.Mutex     // one nftables transaction at a time
+
+	audit     *auditLog // nil without an audit group
+	nflog     *nflog
+	stopAudit context.CancelFunc
 }
 
 var _ Manager = (*Linux)(nil)
@@ -93,11 +103,34 @@ func Open(ctx context.Context, cfg Config) (*Linux, error) {
 		l.Close()
 		return nil, notReady(fmt.Errorf("nftables table %s: %w", cfg.Table, err))
 	}
+	if cfg.AuditGroup != 0 {
+		n, err := l.openNFLOG(cfg.AuditGroup)
+		if err != nil {
+			l.Close()
+			return nil, notReady(err)
+		}
+		actx, cancel := context.WithCancel(context.Background())
+		l.audit, l.nflog, l.stopAudit = newAuditLog(), n, cancel
+		go n.run(actx, l.audit)
+	}
 	return l, nil
+}
+
+// Audit implements Manager.
+func (l *Linux) Audit(id string, after int64) ([]AuditEntry, <-chan struct{}, error) {
+	if l.audit == nil {
+		return nil, nil, errdefs.Public(errdefs.ErrUnavailable, "the egress audit log is off on this server (network.audit_group = 0)")
+	}
+	e, wake := l.audit.since(id, after)
+	return e, wake, nil
 }
 
 // Close releases the manager's handles; the network stays.
 func (l *Linux) Close() error {
+	if l.stopAudit != nil {
+		l.stopAudit()
+		l.nflog.close()
+	}
 	if l.host != nil {
 		l.host.Close()
 	}
@@ -414,6 +447,9 @@ func (l *Linux) Teardown(ctx context.Context, id string) error {
 	if err := l.removeChain(id); err != nil {
 		return notReady(err)
 	}
+	if l.audit != nil {
+		l.audit.forget(id)
+	}
 	// Unmounting the namespace drops its last reference once the sandbox's
 	// processes are gone; the kernel then destroys it, and with it eth0 and
 	// its host end, asynchronously. Deleting the veth here instead would
@@ -518,10 +554,16 @@ func (l *Linux) ensureTable() error {
 	for _, ch := range []*nftables.Chain{fwd, in, nat} {
 		c.FlushChain(ch)
 	}
-	for _, r := range forwardRules(l.cfg.Bridge, set) {
+	fwdRules, inRules := forwardRules(l.cfg.Bridge, set), inputRules(l.cfg.Bridge)
+	if l.cfg.AuditGroup != 0 {
+		// Sandboxes reaching for the host or (routed) for each other.
+		fwdRules = withAudit(fwdRules, "", l.cfg.AuditGroup, true)
+		inRules = withAudit(inRules, "", l.cfg.AuditGroup, true)
+	}
+	for _, r := range fwdRules {
 		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: r})
 	}
-	for _, r := range inputRules(l.cfg.Bridge) {
+	for _, r := range inRules {
 		c.AddRule(&nftables.Rule{Table: t, Chain: in, Exprs: r})
 	}
 	for _, r := range natRules(l.cfg.Bridge, l.cfg.Subnet) {
@@ -559,7 +601,12 @@ func (l *Linux) applyPolicy(id string, ip netip.Addr, p Policy, withElement bool
 	}
 	ch := c.AddChain(&nftables.Chain{Name: chainName(id), Table: t})
 	c.FlushChain(ch)
-	for _, r := range policyRules(l.cfg.Subnet, l.cfg.Resolvers, p) {
+	rules := policyRules(l.cfg.Subnet, l.cfg.Resolvers, p)
+	if l.audit != nil {
+		rules = withAudit(rules, id, l.cfg.AuditGroup, false)
+		l.audit.own(ip, id)
+	}
+	for _, r := range rules {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r})
 	}
 	if withElement {

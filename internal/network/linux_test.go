@@ -137,22 +137,24 @@ func TestLinux(t *testing.T) {
 	serve(t, hostNS, "0.0.0.0:9090") // a host service on every address
 
 	subnet := netip.MustParsePrefix("10.77.0.0/24")
-	cfg := Config{Bridge: "sbxtest0", Table: "sbxtest", Subnet: subnet, NetnsDir: filepath.Join(dir, "sandboxes"), HostNetNS: hostNS}
-	l, err := Open(ctx, cfg)
+	cfg := Config{Bridge: "sbxtest0", Table: "sbxtest", Subnet: subnet, NetnsDir: filepath.Join(dir, "sandboxes"), HostNetNS: hostNS,
+		AuditGroup: 4242} // NFLOG groups are per network namespace: this one is the test's own
+	// Open twice: idempotent (a restarted daemon). The first, closed, one
+	// released the audit group.
+	l1, err := Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	l1.Close()
+	l, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("second Open: %v", err)
 	}
 	defer l.Close()
 	t.Cleanup(func() {
 		l.Sweep(ctx, func(string) bool { return false })
 		l.Destroy()
 	})
-	// Open again: idempotent.
-	l2, err := Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("second Open: %v", err)
-	}
-	l2.Close()
 
 	ipA, ipB := netip.MustParseAddr("10.77.0.2"), netip.MustParseAddr("10.77.0.3")
 	t0 := time.Now()
@@ -211,6 +213,40 @@ func TestLinux(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("A deny", attA.NetNS, "198.51.100.2:8080", false)
+
+	// The audit log saw each new connection with its verdict, in order.
+	var got []string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		entries, wake, err := l.Audit("sandboxaaaaaaaaa", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for _, e := range entries {
+			got = append(got, fmt.Sprintf("%s %s %s:%d", e.Verdict, e.Protocol, e.Dst, e.Port))
+		}
+		if len(got) >= 6 || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-wake:
+		case <-time.After(time.Until(deadline)):
+		}
+	}
+	// Not here: sandbox B (its bridge port is isolated: the frame never
+	// reaches IP), 169.254.169.254 (no route in this test's host
+	// namespace: refused before any filter) and loopback.
+	want := []string{
+		"allowed tcp 198.51.100.2:8080", "blocked tcp 10.77.0.1:9090", "blocked tcp 198.51.100.1:9090",
+		"blocked tcp 198.51.100.2:8080", "allowed tcp 198.51.100.2:8080", "blocked tcp 198.51.100.2:8080",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("audit log of A:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if entries, _, _ := l.Audit("sandboxbbbbbbbbb", 0); len(entries) != 1 || entries[0].Verdict != "allowed" {
+		t.Errorf("audit log of B: %v", entries)
+	}
 
 	// Teardown and sweep leave nothing.
 	t0 = time.Now()

@@ -158,6 +158,9 @@ type Manager interface {
 	// (its last start), seen from the sandbox: Tx is what it sent
 	// (including what the egress policy then dropped), Rx what reached it.
 	Counters(ctx context.Context, id string) (Counters, error)
+	// Audit returns the sandbox's egress audit entries after seq (oldest
+	// first) and a channel closed when the next one arrives.
+	Audit(id string, after int64) ([]AuditEntry, <-chan struct{}, error)
 	// Teardown removes everything Setup made; nothing is an error.
 	Teardown(ctx context.Context, id string) error
 	// Sweep removes namespaces, veths and chains of sandboxes for which

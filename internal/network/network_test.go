@@ -2,6 +2,7 @@ package network
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -178,5 +179,69 @@ func TestResolvers(t *testing.T) {
 	}
 	if vethName("abcdefghijklmnop") != "vsbabcdefghijkl" || len(vethName("abcdefghijklmnop")) > 15 {
 		t.Errorf("vethName = %q", vethName("abcdefghijklmnop"))
+	}
+}
+
+func TestAuditLogRing(t *testing.T) {
+	a := newAuditLog()
+	ip := netip.MustParseAddr("10.88.0.5")
+	a.own(ip, "sb1")
+	pkt := func(src, dst string, proto byte, port uint16) []byte {
+		b := make([]byte, 24)
+		b[0], b[9] = 0x45, proto
+		s4, d4 := netip.MustParseAddr(src).As4(), netip.MustParseAddr(dst).As4()
+		copy(b[12:], s4[:])
+		copy(b[16:], d4[:])
+		b[22], b[23] = byte(port>>8), byte(port)
+		return b
+	}
+	for _, tc := range []struct {
+		prefix string
+		pkt    []byte
+		want   string
+	}{
+		{"sbxAsb1", pkt("10.88.0.5", "192.0.2.1", 6, 443), "sb1 allowed tcp 192.0.2.1:443"},
+		{"sbxDsb1", pkt("10.88.0.5", "192.0.2.9", 17, 53), "sb1 blocked udp 192.0.2.9:53"},
+		{"sbxD", pkt("10.88.0.5", "10.88.0.1", 6, 7070), "sb1 blocked tcp 10.88.0.1:7070"}, // a base chain: by source
+		{"sbxD", pkt("10.88.0.99", "10.88.0.1", 6, 7070), ""},                            // no such sandbox
+		{"sbxAsb1", pkt("10.88.0.5", "192.0.2.1", 1, 0), "sb1 allowed icmp 192.0.2.1:0"},
+		{"other", pkt("10.88.0.5", "192.0.2.1", 6, 1), ""},
+		{"sbxAsb1", []byte{0x60, 0, 0}, ""}, // not IPv4
+	} {
+		id, src, e, ok := parseAudit(tc.prefix, tc.pkt)
+		got := ""
+		if ok {
+			before, _ := a.since("sb1", 0)
+			a.record(id, src, e)
+			after, _ := a.since("sb1", 0)
+			if len(after) > len(before) {
+				l := after[len(after)-1]
+				got = fmt.Sprintf("sb1 %s %s %s:%d", l.Verdict, l.Protocol, l.Dst, l.Port)
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.prefix, got, tc.want)
+		}
+	}
+	// Bounded, with increasing sequence numbers; a waiter wakes up.
+	_, wake := a.since("sb2", 0)
+	for i := 0; i < AuditRingSize+10; i++ {
+		a.add("sb2", AuditEntry{Verdict: "allowed"})
+	}
+	select {
+	case <-wake:
+	default:
+		t.Error("waiter not woken")
+	}
+	all, _ := a.since("sb2", 0)
+	if len(all) != AuditRingSize || all[0].Seq != 11 || all[len(all)-1].Seq != AuditRingSize+10 {
+		t.Errorf("ring: %d entries, seq %d..%d", len(all), all[0].Seq, all[len(all)-1].Seq)
+	}
+	if tail, _ := a.since("sb2", AuditRingSize+8); len(tail) != 2 {
+		t.Errorf("since: %d entries", len(tail))
+	}
+	a.forget("sb2")
+	if left, _ := a.since("sb2", 0); len(left) != 0 {
+		t.Errorf("forgotten ring holds %d", len(left))
 	}
 }

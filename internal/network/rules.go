@@ -162,3 +162,46 @@ func policyRules(subnet netip.Prefix, resolvers []netip.Addr, p Policy) [][]expr
 	}
 	return append(out, one(reject()))
 }
+
+// ctNew matches the first packet of a connection.
+func ctNew() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+}
+
+// withAudit puts before each rule that ends in a verdict a twin that logs
+// a new connection it matches to the audit group, with the verdict and
+// the sandbox in the prefix (none in the base chains: the reader finds it
+// by source address), rate-limited.
+func withAudit(rules [][]expr.Any, id string, group uint16, blockedOnly bool) [][]expr.Any {
+	out := make([][]expr.Any, 0, 2*len(rules))
+	for _, r := range rules {
+		prefix := ""
+		switch v := r[len(r)-1].(type) {
+		case *expr.Verdict:
+			switch v.Kind {
+			case expr.VerdictAccept:
+				if !blockedOnly {
+					prefix = auditAllowed + id
+				}
+			case expr.VerdictDrop:
+				prefix = auditBlocked + id
+			}
+		case *expr.Reject:
+			prefix = auditBlocked + id
+		}
+		if prefix != "" {
+			match := append([]expr.Any(nil), r[:len(r)-1]...)
+			out = append(out, rule(match, ctNew(),
+				one(&expr.Limit{Type: expr.LimitTypePkts, Rate: auditRate, Unit: expr.LimitTimeSecond, Burst: auditBurst}),
+				one(&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: group, Data: []byte(prefix)})))
+		}
+		out = append(out, r)
+	}
+	return out
+}

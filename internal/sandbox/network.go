@@ -238,3 +238,20 @@ func policyText(n store.Network) string {
 	}
 	return fmt.Sprintf("egress policy: allow %v, deny %v", n.Allow, n.Deny)
 }
+
+// NetworkAudit returns a bridged sandbox's egress audit entries after
+// seq and a channel closed when the next arrives. Reading it is not
+// activity.
+func (s *Service) NetworkAudit(ctx context.Context, tenantID, idOrName string, after int64) ([]network.AuditEntry, <-chan struct{}, error) {
+	sb, err := s.Get(ctx, tenantID, idOrName)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !bridged(sb) {
+		return nil, nil, errdefs.Publicf(errdefs.ErrConflict, "sandbox %s has no network (mode %s): nothing to audit", sb.ID, orNone(sb.Network.Mode))
+	}
+	if s.cfg.Network == nil {
+		return nil, nil, errdefs.Public(errdefs.ErrUnavailable, "bridge networking is disabled on this host")
+	}
+	return s.cfg.Network.Audit(sb.ID, after)
+}

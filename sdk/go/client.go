@@ -315,6 +315,43 @@ func (c *Client) Metrics(ctx context.Context, id string) (Metrics, error) {
 	return m, c.do(ctx, http.MethodGet, sandboxPath(id, "metrics"), nil, nil, &m)
 }
 
+// NetworkAudit returns a bridged sandbox's egress audit entries with a
+// sequence number above after (the last AuditRingSize the server keeps).
+func (c *Client) NetworkAudit(ctx context.Context, id string, after int64) ([]AuditEntry, error) {
+	var l AuditList
+	err := c.do(ctx, http.MethodGet, sandboxPath(id, "network", "audit"), url.Values{"after": {strconv.FormatInt(after, 10)}}, nil, &l)
+	return l.Items, err
+}
+
+// FollowNetworkAudit calls fn with each audit entry after after, as they
+// come, until ctx ends or fn returns an error (which it returns).
+func (c *Client) FollowNetworkAudit(ctx context.Context, id string, after int64, fn func(AuditEntry) error) error {
+	req, err := c.request(ctx, http.MethodGet, sandboxPath(id, "network", "audit"),
+		url.Values{"after": {strconv.FormatInt(after, 10)}, "follow": {"true"}}, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", NDJSON)
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var e AuditEntry
+		if err := dec.Decode(&e); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("reading the audit log: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+}
+
 // Network returns a sandbox's networking and egress policy.
 func (c *Client) Network(ctx context.Context, id string) (Network, error) {
 	var n Network

@@ -158,6 +158,22 @@ type NetworkCounters struct {
 	TxPackets uint64 `json:"tx_packets"`
 }
 
+// AuditEntry is one connection a sandbox opened or tried to open
+// (GET /v1/sandboxes/{id}/network/audit).
+type AuditEntry struct {
+	Seq      int64     `json:"seq"`
+	Time     time.Time `json:"time"`
+	Verdict  string    `json:"verdict"`  // "allowed" or "blocked"
+	Protocol string    `json:"protocol"` // "tcp", "udp", "icmp" or the IP protocol number
+	Dst      string    `json:"dst"`
+	Port     int       `json:"port,omitempty"`
+}
+
+// AuditList is one read of a sandbox's egress audit log.
+type AuditList struct {
+	Items []AuditEntry `json:"items"`
+}
+
 // KeepaliveRequest is the body of POST /v1/sandboxes/{id}/keepalive.
 type KeepaliveRequest struct {
 	// Seconds of lease: no auto-stop before now+Seconds. 0 ends a lease

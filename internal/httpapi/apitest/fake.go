@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -504,6 +505,31 @@ func (f *Fake) Metrics(ctx context.Context, tenantID, idOrName string) (sandbox.
 		m.Network = &network.Counters{RxBytes: 1000, RxPackets: 10, TxBytes: 2000, TxPackets: 20}
 	}
 	return m, nil
+}
+
+// NetworkAudit implements httpapi.Sandboxes: a bridged sandbox has two
+// fixed entries, and no more ever come.
+func (f *Fake) NetworkAudit(ctx context.Context, tenantID, idOrName string, after int64) ([]network.AuditEntry, <-chan struct{}, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sb, err := f.get(tenantID, idOrName)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sb.Network.Mode != "bridge" {
+		return nil, nil, errdefs.Publicf(errdefs.ErrConflict, "sandbox %s has no network", sb.ID)
+	}
+	all := []network.AuditEntry{
+		{Seq: 1, Time: f.now, Verdict: "allowed", Protocol: "tcp", Dst: netip.MustParseAddr("192.0.2.1"), Port: 443},
+		{Seq: 2, Time: f.now, Verdict: "blocked", Protocol: "udp", Dst: netip.MustParseAddr("192.0.2.2"), Port: 53},
+	}
+	var out []network.AuditEntry
+	for _, e := range all {
+		if e.Seq > after {
+			out = append(out, e)
+		}
+	}
+	return out, make(chan struct{}), nil
 }
 
 // Restart implements httpapi.Sandboxes.
