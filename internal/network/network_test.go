@@ -203,7 +203,7 @@ func TestAuditLogRing(t *testing.T) {
 		{"sbxAsb1", pkt("10.88.0.5", "192.0.2.1", 6, 443), "sb1 allowed tcp 192.0.2.1:443"},
 		{"sbxDsb1", pkt("10.88.0.5", "192.0.2.9", 17, 53), "sb1 blocked udp 192.0.2.9:53"},
 		{"sbxD", pkt("10.88.0.5", "10.88.0.1", 6, 7070), "sb1 blocked tcp 10.88.0.1:7070"}, // a base chain: by source
-		{"sbxD", pkt("10.88.0.99", "10.88.0.1", 6, 7070), ""},                            // no such sandbox
+		{"sbxD", pkt("10.88.0.99", "10.88.0.1", 6, 7070), ""},                              // no such sandbox
 		{"sbxAsb1", pkt("10.88.0.5", "192.0.2.1", 1, 0), "sb1 allowed icmp 192.0.2.1:0"},
 		{"other", pkt("10.88.0.5", "192.0.2.1", 6, 1), ""},
 		{"sbxAsb1", []byte{0x60, 0, 0}, ""}, // not IPv4
