@@ -132,9 +132,6 @@ func (s *Service) snapshotEvent(sb store.Sandbox, msg string, err error) {
 // CreateSnapshot takes a state snapshot of a started or stopped sandbox.
 // name is optional (default: the snapshot's ID).
 func (s *Service) CreateSnapshot(ctx context.Context, tenantID, idOrName, name string) (store.Snapshot, CopyStats, error) {
-	if name != "" && !snapshotName.MatchString(name) {
-		return store.Snapshot{}, CopyStats{}, invalid("snapshot name %q: use up to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
-	}
 	sb, unlock, err := s.getLocked(ctx, tenantID, idOrName)
 	if err != nil {
 		return store.Snapshot{}, CopyStats{}, err
@@ -155,6 +152,9 @@ func (s *Service) CreateSnapshot(ctx context.Context, tenantID, idOrName, name s
 }
 
 func (s *Service) createSnapshot(ctx context.Context, sb store.Sandbox, name string) (store.Snapshot, CopyStats, error) {
+	if name != "" && !snapshotName.MatchString(name) {
+		return store.Snapshot{}, CopyStats{}, invalid("snapshot name %q: use up to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
 	switch sb.State {
 	case store.StateStarted, store.StateStopped:
 	default:
