@@ -199,6 +199,8 @@ func New(cfg Config) http.Handler {
 
 	h.sessionRoutes(route)
 
+	h.snapshotRoutes(route)
+
 	route("GET /v1/images", h.listImages)
 	route("POST /v1/images/pull", h.pullImage)
 	route("POST /v1/images/import", h.importImage)

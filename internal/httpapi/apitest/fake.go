@@ -61,6 +61,7 @@ type Fake struct {
 	errs      map[string]error
 	closed    []string // IDs of sandboxes whose exec was abandoned
 	agents    map[string]*fakeAgent
+	snapshots map[string][]store.Snapshot // by sandbox ID, oldest first (snapshots.go)
 	// AdminID is the admin tenant's ID.
 	AdminID string
 }
