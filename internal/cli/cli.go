@@ -105,6 +105,7 @@ func newRoot() *cobra.Command {
 	pf.BoolVar(&g.json, "json", false, "print JSON")
 	root.AddCommand(sandboxCommands(g)...)
 	root.AddCommand(cpCommand(g))
+	root.AddCommand(snapshotCommand(g), cloneCommand(g), resetCommand(g))
 
 	root.AddCommand(runCommand(g), contextCommand(g))
 	root.AddCommand(imageCommand(g), tenantCommand(g), keyCommand(g), versionCommand(g))
