@@ -380,7 +380,8 @@ func SweepTemps(dir string) []string {
 // clone's owner shift needs; Mount later finds it mounted.
 func MountLayer(dir string) error { return mountDisk(dir) }
 
-// ShiftOwners moves every file of dir's writable layer (mounted) from the
+// ShiftOwners moves every file of dir's writable layer (mounted: the
+// layer's root, the overlay's upper and work dirs) from the
 // id range from to the range to (nil: no user namespace, ids from 0):
 // owners and groups in the source range are shifted by the difference,
 // setuid/setgid bits (cleared by chown) are put back, file capabilities
@@ -392,30 +393,9 @@ func ShiftOwners(ctx context.Context, dir string, from, to *idmap.Map) (int, err
 	if !ok {
 		return 0, nil
 	}
-	n := 0
-	seen := map[uint64]bool{}
-	root := diskMount(dir)
-	for _, top := range []string{"upper", "work"} {
-		start := filepath.Join(root, top)
-		if _, err := os.Lstat(start); errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if cerr := ctx.Err(); cerr != nil {
-				return cerr
-			}
-			changed, err := sh.file(p, seen)
-			if changed {
-				n++
-			}
-			return err
-		})
-		if err != nil {
-			return n, fmt.Errorf("shifting owners: %w", err)
-		}
+	n, err := sh.tree(ctx, diskMount(dir))
+	if err != nil {
+		return n, fmt.Errorf("shifting owners: %w", err)
 	}
 	return n, nil
 }
@@ -427,11 +407,18 @@ func ShiftTree(ctx context.Context, root string, from, to *idmap.Map) (int, erro
 	if !ok {
 		return 0, nil
 	}
+	return sh.tree(ctx, root)
+}
+
+func (sh shift) tree(ctx context.Context, root string) (int, error) {
 	n := 0
 	seen := map[uint64]bool{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
 		}
 		changed, err := sh.file(p, seen)
 		if changed {
