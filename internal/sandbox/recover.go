@@ -54,6 +54,9 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 		cursor = next
 	}
+	for _, sb := range all {
+		s.thawInterrupted(sb) // before the runtimes are asked: frozen reads as paused
+	}
 	containers := map[string]runtime.State{}
 	for name, rc := range s.cfg.Runtimes {
 		list, err := rc.Runtime.List(ctx)
@@ -94,7 +97,7 @@ func (s *Service) recoverOne(ctx context.Context, sb store.Sandbox, c runtime.St
 	log := s.log.With("sandbox", sb.ID)
 	running := hasContainer && c.Status == runtime.StatusRunning
 	if sb.State != store.StateCreating && sb.State != store.StateDestroying {
-		s.recoverSnapshots(ctx, sb) // thaws a sandbox frozen mid-copy before its agent is asked
+		s.recoverSnapshots(ctx, sb)
 	}
 	switch sb.State {
 	case store.StateCreating:

@@ -316,15 +316,21 @@ func (s *Service) removeSnapshots(ctx context.Context, sb store.Sandbox) {
 	}
 }
 
-// recoverSnapshots finishes or undoes snapshot work cut short in a
-// sandbox's directory: a freeze is thawed, temporary copies are removed,
-// and snapshot files without a record are removed.
-func (s *Service) recoverSnapshots(ctx context.Context, sb store.Sandbox) {
-	dir := s.dir(sb.ID)
+// thawInterrupted thaws a sandbox left frozen by a copy cut short. It
+// runs before Recover asks the runtimes for their containers: a frozen
+// container reports itself paused, not running.
+func (s *Service) thawInterrupted(sb store.Sandbox) {
 	if _, err := os.Stat(s.freezeMarker(sb.ID)); err == nil {
 		s.log.Info("thawing a sandbox frozen by an interrupted snapshot", "sandbox", sb.ID)
 		s.thaw(sb.ID)
 	}
+}
+
+// recoverSnapshots finishes or undoes snapshot work cut short in a
+// sandbox's directory: temporary copies are removed, and so are snapshot
+// files without a record.
+func (s *Service) recoverSnapshots(ctx context.Context, sb store.Sandbox) {
+	dir := s.dir(sb.ID)
 	for _, p := range append(rootfs.SweepTemps(dir), rootfs.SweepTemps(s.snapshotDir(sb.ID))...) {
 		s.log.Info("removed the temporary file of an interrupted copy", "sandbox", sb.ID, "file", filepath.Base(p))
 	}
