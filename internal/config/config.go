@@ -44,8 +44,16 @@ type Config struct {
 
 	Toolbox Toolbox `toml:"toolbox" comment:"limits of exec, code runs, files and sessions"`
 	Pools   Pools   `toml:"pools" comment:"work done ahead of creates"`
+	// Snapshots bounds the state snapshots of sandboxes (they count
+	// against the host's disk: each is a sparse copy of a writable layer).
+	Snapshots Snapshots `toml:"snapshots" comment:"state snapshots of sandboxes"`
 
 	Network Network `toml:"network" comment:"sandbox networking: bridge, NAT and the egress policy in nftables"`
+}
+
+// Snapshots limits state snapshots.
+type Snapshots struct {
+	MaxPerSandbox int `toml:"max_per_sandbox" comment:"most snapshots one sandbox keeps"`
 }
 
 // Pools size what is prepared ahead of requests.
@@ -137,6 +145,7 @@ func Default() Config {
 		CgroupParent: "/sbx",
 		Toolbox:      Toolbox{MaxUploadMB: 20480, MaxExecOutputMB: 10, MaxConcurrentExecs: 64},
 		Pools:        Pools{DiskImages: 8},
+		Snapshots:    Snapshots{MaxPerSandbox: 16},
 		Network: Network{
 			Enabled: true, DefaultMode: "none", Bridge: "sbx0", Table: "sbx", Subnet: "10.88.0.0/16",
 			DNS: []string{},
@@ -185,6 +194,9 @@ func (c Config) Validate() error {
 	}
 	if t := c.Toolbox; t.MaxUploadMB <= 0 || t.MaxExecOutputMB <= 0 || t.MaxConcurrentExecs <= 0 {
 		return fmt.Errorf("config: every [toolbox] limit must be positive")
+	}
+	if c.Snapshots.MaxPerSandbox < 1 || c.Snapshots.MaxPerSandbox > 1000 {
+		return fmt.Errorf("config: snapshots.max_per_sandbox must be between 1 and 1000")
 	}
 	if c.Pools.DiskImages < 0 || c.Pools.DiskImages > 10000 {
 		return fmt.Errorf("config: pools.disk_images must be between 0 and 10000")

@@ -176,6 +176,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		StopGrace:      cfg.StopGrace.Duration,
 		MaxExecs:       cfg.Toolbox.MaxConcurrentExecs,
 		DiskPool:       cfg.Pools.DiskImages,
+		MaxSnapshots:   cfg.Snapshots.MaxPerSandbox,
 		Network:        nw,
 		DefaultNetwork: store.Network{
 			Mode: netCfg.DefaultMode, BlockAll: netCfg.DefaultPolicy.BlockAll,

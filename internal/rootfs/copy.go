@@ -106,7 +106,8 @@ func dataSegments(f *os.File, size int64, fn func(off, end int64) error) error {
 }
 
 // scan reads f's data and calls fn for each run of non-zero blocks (with
-// the chunk buffer holding them), hashing every non-zero block.
+// the chunk buffer holding them), hashing every non-zero block into sum
+// (when not nil).
 func scan(ctx context.Context, f *os.File, size int64, sum *checksummer, fn func(off int64, b []byte) error) error {
 	buf := make([]byte, chunkSize)
 	return dataSegments(f, size, func(off, end int64) error {
@@ -140,7 +141,9 @@ func scan(ctx context.Context, f *os.File, size int64, sum *checksummer, fn func
 					}
 					continue
 				}
-				sum.block((off+int64(i))/blockSize, blk)
+				if sum != nil {
+					sum.block((off+int64(i))/blockSize, blk)
+				}
 				if runStart < 0 {
 					runStart = i
 				}
@@ -183,45 +186,84 @@ func Checksum(ctx context.Context, path string) (string, int64, error) {
 // checked before dst appears: a mismatch leaves dst untouched and answers
 // ErrConflict.
 func CopyImage(ctx context.Context, dst, src, want string) (CopyResult, error) {
+	c, err := BeginCopy(ctx, dst, src)
+	if err != nil {
+		return CopyResult{}, err
+	}
+	return c.Commit(want)
+}
+
+// Copy is a copy of an image written to its temporary file: complete, but
+// neither durable nor in place until Commit. Splitting the two lets a
+// caller that froze the source for the copy thaw it before the fsync.
+type Copy struct {
+	dst, tmp string
+	out      *os.File
+	res      CopyResult
+}
+
+// BeginCopy copies src into dst+".tmp" (see CopyImage).
+func BeginCopy(ctx context.Context, dst, src string) (*Copy, error) {
 	in, err := os.Open(src)
 	if err != nil {
-		return CopyResult{}, fmt.Errorf("opening %s: %w", filepath.Base(src), err)
+		return nil, fmt.Errorf("opening %s: %w", filepath.Base(src), err)
 	}
 	defer in.Close()
 	fi, err := in.Stat()
 	if err != nil {
-		return CopyResult{}, err
+		return nil, err
 	}
 	tmp := dst + ".tmp"
 	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return CopyResult{}, fmt.Errorf("creating copy: %w", diskErr(err))
+		return nil, fmt.Errorf("creating copy: %w", diskErr(err))
 	}
 	res, err := copyInto(ctx, out, in, fi.Size())
+	if err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	return &Copy{dst: dst, tmp: tmp, out: out, res: res}, nil
+}
+
+// Abort removes an uncommitted copy.
+func (c *Copy) Abort() {
+	c.out.Close()
+	os.Remove(c.tmp)
+}
+
+// Commit makes the copy durable, checks its checksum against want (when
+// not empty) and renames it into place.
+func (c *Copy) Commit(want string) (CopyResult, error) {
+	res := c.res
+	sum := newChecksummer()
+	err := scan(context.Background(), c.out, res.Size, sum, func(int64, []byte) error { return nil })
+	res.Checksum = sum.sum(res.Size)
 	if err == nil {
-		err = out.Sync()
+		err = c.out.Sync()
 	}
 	if err == nil {
 		var st unix.Stat_t
-		if err = unix.Fstat(int(out.Fd()), &st); err == nil {
+		if err = unix.Fstat(int(c.out.Fd()), &st); err == nil {
 			res.Allocated = st.Blocks * 512
 		}
 	}
-	if cerr := out.Close(); err == nil {
+	if cerr := c.out.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil && want != "" && res.Checksum != want {
 		err = errdefs.Publicf(errdefs.ErrConflict, "the copy's checksum %s does not match the recorded %s: the image is corrupt", short(res.Checksum), short(want))
 	}
 	if err != nil {
-		os.Remove(tmp)
+		os.Remove(c.tmp)
 		return CopyResult{}, err
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
+	if err := os.Rename(c.tmp, c.dst); err != nil {
+		os.Remove(c.tmp)
 		return CopyResult{}, err
 	}
-	syncDir(filepath.Dir(dst))
+	syncDir(filepath.Dir(c.dst))
 	return res, nil
 }
 
@@ -239,33 +281,27 @@ func syncDir(dir string) {
 	}
 }
 
-// copyInto fills out (empty) with in's contents of size bytes.
+// copyInto fills out (empty) with in's contents of size bytes: a reflink
+// when the filesystem can, else the non-zero blocks of in's data extents.
+// The checksum is left to Commit, which computes it from the copy itself
+// (in the page cache by then), so a source frozen for the copy waits only
+// for the copy.
 func copyInto(ctx context.Context, out, in *os.File, size int64) (CopyResult, error) {
 	res := CopyResult{Size: size}
-	sum := newChecksummer()
 	if err := unix.IoctlFileClone(int(out.Fd()), int(in.Fd())); err == nil {
-		// The clone shares the blocks; its checksum still needs a read.
-		res.Reflinked = true
-		if err := scan(ctx, in, size, sum, func(int64, []byte) error { return nil }); err != nil {
-			return res, err
-		}
-		res.Checksum = sum.sum(size)
+		res.Reflinked = true // shares the blocks
 		return res, nil
 	}
 	if err := out.Truncate(size); err != nil {
 		return res, fmt.Errorf("sizing copy: %w", diskErr(err))
 	}
-	err := scan(ctx, in, size, sum, func(off int64, b []byte) error {
+	err := scan(ctx, in, size, nil, func(off int64, b []byte) error {
 		if _, err := out.WriteAt(b, off); err != nil {
 			return fmt.Errorf("writing copy: %w", diskErr(err))
 		}
 		return nil
 	})
-	if err != nil {
-		return res, err
-	}
-	res.Checksum = sum.sum(size)
-	return res, nil
+	return res, err
 }
 
 // DiskImage is the path of a sandbox directory's writable-layer image.

@@ -90,16 +90,22 @@ func (s *Service) copyLayer(ctx context.Context, sb store.Sandbox, dst string) (
 		frozen = true
 	}
 	tf := time.Now()
-	res, err := func() (rootfs.CopyResult, error) {
+	c, err := func() (*rootfs.Copy, error) {
 		if err := rootfs.SyncLayer(dir); err != nil {
-			return rootfs.CopyResult{}, err
+			return nil, err
 		}
-		return rootfs.CopyImage(ctx, dst, rootfs.DiskImage(dir), "")
+		return rootfs.BeginCopy(ctx, dst, rootfs.DiskImage(dir))
 	}()
 	if frozen {
+		// The copy is complete; making it durable need not keep the
+		// sandbox waiting.
 		s.thaw(sb.ID)
 		st.Pause = time.Since(tf)
 	}
+	if err != nil {
+		return rootfs.CopyResult{}, st, err
+	}
+	res, err := c.Commit("")
 	st.Took, st.Bytes, st.Reflinked = time.Since(t0), res.Allocated, res.Reflinked
 	return res, st, err
 }
