@@ -31,6 +31,7 @@ func main() {
 	runtimeClass := flag.String("runtime", "", "runtime class for sbx sandboxes (default: the daemon's)")
 	snapshots := flag.Int("snapshots", 5, "runs of the state-snapshot measurement (500 MiB written; 0 skips it)")
 	onlySnapshots := flag.Bool("only-snapshots", false, "measure state snapshots only")
+	archiveMiB := flag.Int("archive-mib", 500, "size of the writable layer in the archive/restore measurement (0 skips it)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench: run as root")
@@ -106,6 +107,9 @@ func main() {
 		fmt.Printf("  256 MiB upload %.0f MiB/s, download %.0f MiB/s\n\n", mibps[0], mibps[1])
 	} else {
 		fmt.Printf("  throughput: %v\n\n", err)
+	}
+	if *archiveMiB > 0 {
+		archiveBench(ctx, os.Stdout, d, work, *runtimeClass, *archiveMiB, 5)
 	}
 	if *code {
 		codeBench(ctx, d, work, *n)

@@ -56,7 +56,8 @@ func run(m *testing.M) int {
 		}
 	}
 	if err == nil {
-		daemon, err = testdaemon.Start(ctx, sbxBin, filepath.Join(workDir, "d"))
+		// Lifecycle timers checked often, so auto-stop tests run in seconds.
+		daemon, err = testdaemon.Start(ctx, sbxBin, filepath.Join(workDir, "d"), "--lifecycle-interval", "300ms")
 	}
 	if err == nil {
 		admin = sbx.New(daemon.URL, daemon.AdminKey)

@@ -309,7 +309,7 @@ func TestSnapshotKill9(t *testing.T) {
 	}
 	execOK(t, c, sb.ID, "sh", "-c", "echo after > /srv/data/a")
 	go c.RestoreSnapshot(context.WithoutCancel(ctx), sb.ID, sn.ID)
-	waitFor(t, "the restore's staged copy", globAny(filepath.Join(dir, "disk.img.restore*")))
+	waitFor(t, "the restore's staged copy", globAny(filepath.Join(dir, "disk.img.rollback*")))
 	daemon.Kill9()
 	restart()
 	got, err := c.GetSandbox(ctx, sb.ID)

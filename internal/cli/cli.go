@@ -104,6 +104,7 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.key, "api-key", "", "API key (env SBX_API_KEY)")
 	pf.BoolVar(&g.json, "json", false, "print JSON")
 	root.AddCommand(sandboxCommands(g)...)
+	root.AddCommand(lifecycleCommands(g)...)
 	root.AddCommand(cpCommand(g))
 	root.AddCommand(snapshotCommand(g), cloneCommand(g), resetCommand(g))
 

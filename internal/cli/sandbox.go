@@ -27,6 +27,7 @@ func sandboxCommands(g *globals) []*cobra.Command {
 		env, label []string
 		entrypoint string
 		netFlags   networkFlags
+		lcFlags    lifecycleFlags
 	)
 	create := &cobra.Command{
 		Use:   "create [flags] [-- cmd args...]",
@@ -48,6 +49,9 @@ func sandboxCommands(g *globals) []*cobra.Command {
 			}
 			req.Cmd = args
 			if req.Network, err = netFlags.request(cmd); err != nil {
+				return err
+			}
+			if req.Lifecycle, err = lcFlags.policy(); err != nil {
 				return err
 			}
 			sb, err := g.client().CreateSandbox(cmd.Context(), req)
@@ -76,6 +80,7 @@ func sandboxCommands(g *globals) []*cobra.Command {
 	f.StringVar(&entrypoint, "entrypoint", "", "override the image's entrypoint")
 	f.StringVar(&netFlags.mode, "network", "", "network mode: none (loopback only) or bridge (default: the daemon's)")
 	netFlags.policyFlags(f)
+	lcFlags.add(f)
 
 	var lsLabels, lsStates []string
 	var all bool

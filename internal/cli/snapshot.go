@@ -17,12 +17,12 @@ func snapshotTable(items []sbx.Snapshot) func(*tabwriter.Writer) {
 			if len(sum) > 19 {
 				sum = sum[:19]
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, s.Name, mib(s.Size), sum, ago(s.CreatedAt))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, s.Name, shortSize(s.Size), sum, ago(s.CreatedAt))
 		}
 	}
 }
 
-func mib(n int64) string {
+func shortSize(n int64) string {
 	if n < 1<<20 {
 		return fmt.Sprintf("%dK", (n+1023)>>10)
 	}

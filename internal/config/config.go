@@ -49,6 +49,28 @@ type Config struct {
 	Snapshots Snapshots `toml:"snapshots" comment:"state snapshots of sandboxes"`
 
 	Network Network `toml:"network" comment:"sandbox networking: bridge, NAT and the egress policy in nftables"`
+
+	Lifecycle Lifecycle `toml:"lifecycle" comment:"automatic stop, archive and delete of sandboxes (durations in seconds)"`
+	Archive   Archive   `toml:"archive" comment:"where archived sandboxes' writable layers are kept"`
+}
+
+// Lifecycle is the operator's auto-stop/archive/delete policy: defaults
+// for sandboxes that set none, and caps (0 = no cap; with a cap, "never"
+// is refused).
+type Lifecycle struct {
+	AutoStopSeconds       int64    `toml:"auto_stop_seconds" comment:"stop a started sandbox after this long without activity (0 = never)"`
+	AutoArchiveSeconds    int64    `toml:"auto_archive_seconds" comment:"archive a stopped sandbox after this long (0 = never)"`
+	AutoDeleteSeconds     int64    `toml:"auto_delete_seconds" comment:"delete a stopped sandbox after this long (0 = as soon as it stops, -1 = never)"`
+	MaxAutoStopSeconds    int64    `toml:"max_auto_stop_seconds" comment:"cap on auto_stop_seconds (0 = none)"`
+	MaxAutoArchiveSeconds int64    `toml:"max_auto_archive_seconds" comment:"cap on auto_archive_seconds (0 = none)"`
+	MaxAutoDeleteSeconds  int64    `toml:"max_auto_delete_seconds" comment:"cap on auto_delete_seconds (0 = none)"`
+	MaxKeepalive          Duration `toml:"max_keepalive" comment:"longest keep-alive lease one call may take"`
+	Interval              Duration `toml:"interval" comment:"how often the timers are checked"`
+}
+
+// Archive configures the archive store.
+type Archive struct {
+	Dir string `toml:"dir" comment:"local directory of the archive store (empty: <state_dir>/archive)"`
 }
 
 // Snapshots limits state snapshots.
@@ -146,6 +168,8 @@ func Default() Config {
 		Toolbox:      Toolbox{MaxUploadMB: 20480, MaxExecOutputMB: 10, MaxConcurrentExecs: 64},
 		Pools:        Pools{DiskImages: 8},
 		Snapshots:    Snapshots{MaxPerSandbox: 16},
+		Lifecycle: Lifecycle{AutoDeleteSeconds: -1, MaxKeepalive: Duration{24 * time.Hour},
+			Interval: Duration{10 * time.Second}},
 		Network: Network{
 			Enabled: true, DefaultMode: "none", Bridge: "sbx0", Table: "sbx", Subnet: "10.88.0.0/16",
 			DNS: []string{},
@@ -197,6 +221,13 @@ func (c Config) Validate() error {
 	}
 	if c.Snapshots.MaxPerSandbox < 1 || c.Snapshots.MaxPerSandbox > 1000 {
 		return fmt.Errorf("config: snapshots.max_per_sandbox must be between 1 and 1000")
+	}
+	if l := c.Lifecycle; l.AutoStopSeconds < 0 || l.AutoArchiveSeconds < 0 || l.AutoDeleteSeconds < -1 ||
+		l.MaxAutoStopSeconds < 0 || l.MaxAutoArchiveSeconds < 0 || l.MaxAutoDeleteSeconds < 0 {
+		return fmt.Errorf("config: [lifecycle] durations must be >= 0 (auto_delete_seconds >= -1)")
+	}
+	if l := c.Lifecycle; l.Interval.Duration < 100*time.Millisecond || l.MaxKeepalive.Duration <= 0 {
+		return fmt.Errorf("config: lifecycle.interval must be at least 100ms and lifecycle.max_keepalive positive")
 	}
 	if c.Pools.DiskImages < 0 || c.Pools.DiskImages > 10000 {
 		return fmt.Errorf("config: pools.disk_images must be between 0 and 10000")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -26,6 +27,8 @@ func Commands() []*cobra.Command {
 		table    string
 		subnet   string
 		netMode  string
+		// lcInterval is how often the lifecycle timers run.
+		lcInterval time.Duration
 	)
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -70,6 +73,9 @@ func Commands() []*cobra.Command {
 			if f.Changed("network-default-mode") {
 				cfg.Network.DefaultMode = netMode
 			}
+			if f.Changed("lifecycle-interval") {
+				cfg.Lifecycle.Interval.Duration = lcInterval
+			}
 			if f.Changed("allow-vulnerable-runtime") {
 				cfg.AllowVulnerableRuntime = allowVul
 			}
@@ -96,6 +102,7 @@ func Commands() []*cobra.Command {
 	f.StringVar(&subnet, "network-subnet", def.Network.Subnet, "IPv4 subnet of bridged sandboxes")
 	f.StringVar(&netMode, "network-default-mode", def.Network.DefaultMode, "none or bridge: network of a sandbox that asks for none")
 	f.BoolVar(&allowVul, "allow-vulnerable-runtime", false, "start even with a runtime version that has known escapes")
+	f.DurationVar(&lcInterval, "lifecycle-interval", def.Lifecycle.Interval.Duration, "how often auto-stop/archive/delete timers are checked")
 
 	cfgCmd := &cobra.Command{Use: "config", Short: "Daemon configuration"}
 	cfgCmd.AddCommand(&cobra.Command{

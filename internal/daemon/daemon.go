@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sbx-sh/sbx/internal/agentbin"
+	"github.com/sbx-sh/sbx/internal/archive"
 	"github.com/sbx-sh/sbx/internal/auth"
 	"github.com/sbx-sh/sbx/internal/cgroup"
 	"github.com/sbx-sh/sbx/internal/compat/daytona"
@@ -161,6 +162,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		d.network = l
 		nw = l
 	}
+	archDir := cfg.Archive.Dir
+	if archDir == "" {
+		archDir = filepath.Join(cfg.StateDir, "archive")
+	}
+	arch, err := archive.NewLocal(archDir)
+	if err != nil {
+		return nil, fmt.Errorf("archive store: %w", err)
+	}
 	svc, err := sandbox.New(sandbox.Config{
 		StateDir:       cfg.StateDir,
 		RunDir:         cfg.RunDir,
@@ -182,6 +191,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 			Mode: netCfg.DefaultMode, BlockAll: netCfg.DefaultPolicy.BlockAll,
 			Allow: netCfg.DefaultPolicy.Allow, Deny: netCfg.DefaultPolicy.Deny,
 		},
+		Archive:   arch,
+		Lifecycle: lifecycle(cfg.Lifecycle),
 	}, st, imgs, log)
 	if err != nil {
 		return nil, err
@@ -227,6 +238,17 @@ func adminTenant(ctx context.Context, a *auth.Service) (string, error) {
 		}
 	}
 	return "", errors.New("no admin tenant")
+}
+
+func lifecycle(l config.Lifecycle) sandbox.LifecycleConfig {
+	return sandbox.LifecycleConfig{
+		Defaults:       store.Lifecycle{AutoStop: l.AutoStopSeconds, AutoArchive: l.AutoArchiveSeconds, AutoDelete: l.AutoDeleteSeconds},
+		MaxAutoStop:    l.MaxAutoStopSeconds,
+		MaxAutoArchive: l.MaxAutoArchiveSeconds,
+		MaxAutoDelete:  l.MaxAutoDeleteSeconds,
+		MaxKeepalive:   l.MaxKeepalive.Duration,
+		Interval:       l.Interval.Duration,
+	}
 }
 
 func resources(r config.Resources) store.Resources {

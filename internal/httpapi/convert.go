@@ -51,8 +51,21 @@ func toSandbox(s store.Sandbox) sbx.Sandbox {
 		Entrypoint: orEmptyList(s.Entrypoint), Cmd: orEmptyList(s.Cmd),
 		ErrorReason: s.ErrorReason, ExitCode: s.ExitCode, OOMKills: s.OOMKills,
 		Network:   toNetwork(s.Network),
+		Lifecycle: toLifecycle(s.Lifecycle),
 		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(), StartedAt: utcPtr(s.StartedAt),
 	}
+}
+
+func toLifecycle(l store.Lifecycle) sbx.Lifecycle {
+	out := sbx.Lifecycle{
+		AutoStopSeconds: l.AutoStop, AutoArchiveSeconds: l.AutoArchive, AutoDeleteSeconds: l.AutoDelete,
+		LastActivityAt: l.LastActivity.UTC(), KeepaliveUntil: utcPtr(l.KeepaliveUntil), StoppedAt: utcPtr(l.StoppedAt),
+	}
+	if a := l.Archive; a != nil {
+		out.Archive = &sbx.ArchiveInfo{StoredBytes: a.Size, DataBytes: a.Data, DiskBytes: a.DiskSize, SHA256: a.SHA256,
+			CreatedAt: a.CreatedAt.UTC()}
+	}
+	return out
 }
 
 func toNetwork(n store.Network) sbx.Network {

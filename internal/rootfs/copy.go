@@ -31,17 +31,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sbx-sh/sbx/internal/errdefs"
 	"github.com/sbx-sh/sbx/internal/idmap"
 )
-
-// fitrim is FITRIM, _IOWR('X', 121, struct fstrim_range).
-const fitrim = 0xC0185879
 
 const (
 	blockSize = 4096
@@ -304,38 +299,16 @@ func copyInto(ctx context.Context, out, in *os.File, size int64) (CopyResult, er
 	return res, err
 }
 
-// DiskImage is the path of a sandbox directory's writable-layer image.
-func DiskImage(dir string) string { return diskImage(dir) }
-
 // LayerMount is where a sandbox's writable layer is mounted (while it is).
 func LayerMount(dir string) string { return diskMount(dir) }
 
 // Mounted reports whether dir's writable layer is mounted.
 func Mounted(dir string) (bool, error) { return isMountPoint(diskMount(dir)) }
 
-// WaitReleased waits until the kernel no longer holds dir's writable layer
-// (after an unmount, another mount namespace's copy of the mount may hold
-// its superblock for a moment). Copying or replacing the image before that
-// would lose writes.
-func WaitReleased(ctx context.Context, dir string) error {
-	return waitReleased(ctx, dir, 5*time.Second)
-}
-
-// Trim discards the mounted layer's free blocks (FITRIM), which the loop
-// device turns into holes in the image, so copies skip deleted data.
-func Trim(dir string) error {
-	f, err := os.Open(diskMount(dir))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	// struct fstrim_range { __u64 start, len, minlen; }
-	r := [3]uint64{0, ^uint64(0), 0}
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), fitrim, uintptr(unsafe.Pointer(&r))); errno != 0 {
-		return fmt.Errorf("fstrim: %w", errno)
-	}
-	return nil
-}
+// TrimMounted discards the free blocks of a started sandbox's mounted
+// layer (FITRIM), which the loop device turns into holes in the image, so
+// copies skip deleted data. (Trim does the same for a stopped sandbox.)
+func TrimMounted(dir string) error { return fitrim(diskMount(dir)) }
 
 // SyncLayer flushes the mounted layer (syncfs), so that its image holds
 // everything written so far.
@@ -355,12 +328,7 @@ func SyncLayer(dir string) error {
 // filesystem) in place of dir's writable layer, atomically. The layer must
 // be unmounted and released.
 func Replace(ctx context.Context, dir, src string) error {
-	if m, err := Mounted(dir); err != nil {
-		return err
-	} else if m {
-		return errdefs.Public(errdefs.ErrConflict, "the writable layer is mounted")
-	}
-	if err := WaitReleased(ctx, dir); err != nil {
+	if err := Settle(ctx, dir); err != nil {
 		return err
 	}
 	if err := os.Rename(src, diskImage(dir)); err != nil {
@@ -401,7 +369,7 @@ func Recreate(ctx context.Context, o Options) error {
 // cut short (by a crash) in dir.
 func SweepTemps(dir string) []string {
 	var removed []string
-	for _, pat := range []string{"*.tmp", "disk.img.restore", "disk.img.fresh"} {
+	for _, pat := range []string{"*.tmp", "disk.img.rollback", "disk.img.fresh"} {
 		m, _ := filepath.Glob(filepath.Join(dir, pat))
 		for _, p := range m {
 			if os.Remove(p) == nil {

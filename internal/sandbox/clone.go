@@ -77,6 +77,7 @@ func (s *Service) Clone(ctx context.Context, tenantID, idOrName string, o CloneO
 	default:
 		return store.Sandbox{}, CopyStats{}, errdefs.Publicf(errdefs.ErrConflict, "sandbox %s is %s: only started or stopped sandboxes can be cloned", src.ID, src.State)
 	}
+	s.Touch(src.ID)
 	tenant, err := s.st.GetTenant(ctx, src.TenantID)
 	if err != nil {
 		return store.Sandbox{}, CopyStats{}, err
@@ -142,6 +143,9 @@ func (s *Service) Clone(ctx context.Context, tenantID, idOrName string, o CloneO
 		UIDSlot: -1,
 		Network: store.Network{Mode: src.Network.Mode, BlockAll: src.Network.BlockAll,
 			Allow: src.Network.Allow, Deny: src.Network.Deny},
+		// The source's policy; the clone's own timers start now.
+		Lifecycle: store.Lifecycle{AutoStop: src.Lifecycle.AutoStop, AutoArchive: src.Lifecycle.AutoArchive,
+			AutoDelete: src.Lifecycle.AutoDelete, LastActivity: s.now()},
 		CreatedAt: now, UpdatedAt: now,
 	}
 	if cl.Name == "" {

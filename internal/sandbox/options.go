@@ -20,6 +20,8 @@ type CreateOptions struct {
 	Cmd        []string // overrides the image's cmd
 	// Network: nil takes the operator's default mode and policy.
 	Network *NetworkOptions
+	// Lifecycle: nil fields take the operator's defaults.
+	Lifecycle *LifecycleOptions
 }
 
 // ResizeOptions change a sandbox's limits; zero fields stay as they are.

@@ -28,7 +28,7 @@ import (
 //   - copies cut short (snapshot.go, clone.go, reset.go) are finished or
 //     undone, before a sandbox is re-adopted: a sandbox frozen for a copy
 //     (dir/freeze present) is thawed; temporary copies (*.tmp, a restore's
-//     staged disk.img.restore, a hard reset's disk.img.fresh) are removed,
+//     staged disk.img.rollback, a hard reset's disk.img.fresh) are removed,
 //     so the sandbox keeps the layer it had (the rename over disk.img is
 //     the only step that changes it, and it is atomic); a snapshot file
 //     without a record (the crash fell between its rename and its record)
@@ -41,9 +41,7 @@ func (s *Service) Recover(ctx context.Context) error {
 	cursor := ""
 	for {
 		items, next, err := s.st.ListSandboxes(ctx, store.SandboxFilter{
-			States: []store.State{store.StateCreating, store.StateStarting, store.StateStarted, store.StateStopping,
-				store.StateStopped, store.StateDestroying, store.StateError, store.StateUnknown},
-			Limit: 1000, Cursor: cursor,
+			States: liveStates, Limit: 1000, Cursor: cursor,
 		})
 		if err != nil {
 			return fmt.Errorf("recovering: %w", err)
@@ -88,6 +86,10 @@ func (s *Service) Recover(ctx context.Context) error {
 			s.log.Warn("removing leftover sandbox networks", "err", err)
 		}
 	}
+	s.timers.Do(func() {
+		s.wg.Add(1)
+		go s.runLifecycle()
+	})
 	return nil
 }
 
@@ -140,6 +142,8 @@ func (s *Service) recoverOne(ctx context.Context, sb store.Sandbox, c runtime.St
 		}
 		s.setState(&sb, store.StateError, "the sandbox stopped while the daemon was down")
 		return nil
+	case store.StateArchiving, store.StateRestoring, store.StateArchived:
+		return s.recoverArchive(ctx, sb)
 	case store.StateStopped, store.StateError, store.StateUnknown:
 		// Nothing should run; release whatever is left.
 		if running {

@@ -44,6 +44,7 @@ func (s *Service) Reset(ctx context.Context, tenantID, idOrName string, mode Res
 		return sb, err
 	}
 	defer unlock()
+	s.Touch(sb.ID)
 	err = s.reset(ctx, &sb, mode)
 	msg := string(mode) + " reset"
 	if err != nil {
@@ -135,6 +136,7 @@ func (s *Service) RestartWith(ctx context.Context, tenantID, idOrName string, o 
 		return sb, err
 	}
 	defer unlock()
+	s.Touch(sb.ID)
 	tenant, err := s.st.GetTenant(ctx, sb.TenantID)
 	if err != nil {
 		return sb, err

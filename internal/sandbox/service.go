@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/sbx-sh/sbx/internal/agent"
+	"github.com/sbx-sh/sbx/internal/archive"
 	"github.com/sbx-sh/sbx/internal/cgroup"
 	"github.com/sbx-sh/sbx/internal/errdefs"
 	"github.com/sbx-sh/sbx/internal/idmap"
@@ -89,6 +90,12 @@ type Config struct {
 	// DefaultNetwork is the mode and egress policy of a sandbox that asks
 	// for none (IP unused).
 	DefaultNetwork store.Network
+	// Archive is where archived sandboxes' layers go; nil disables archiving.
+	Archive archive.Store
+	// Lifecycle is the operator's auto-stop/archive/delete policy.
+	Lifecycle LifecycleConfig
+	// Now is the clock of the lifecycle timers; nil is time.Now.
+	Now func() time.Time
 	// MaxSnapshots bounds the state snapshots one sandbox keeps; 0 means
 	// DefaultMaxSnapshots.
 	MaxSnapshots int
@@ -118,6 +125,8 @@ type Service struct {
 	disks *rootfs.DiskPool // nil without a pool
 
 	activity sync.Map // sandbox ID → *atomic.Int64, unix nanos of the latest Touch
+	kickc    chan struct{}
+	timers   sync.Once // starts runLifecycle
 }
 
 // instance is a running sandbox.
@@ -176,6 +185,7 @@ func New(cfg Config, st store.Store, images Images, log *slog.Logger) (*Service,
 		locks: map[string]*sync.Mutex{},
 		live:  map[string]*instance{},
 		disks: pool,
+		kickc: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -273,6 +283,10 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 	if err != nil {
 		return store.Sandbox{}, err
 	}
+	lc := s.defaultLifecycle()
+	if err := s.cfg.Lifecycle.Apply(&lc, opts.Lifecycle); err != nil {
+		return store.Sandbox{}, err
+	}
 	ref := opts.Image
 	if ref == "" {
 		ref = s.cfg.DefaultImage
@@ -313,6 +327,7 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 		Workdir:     opts.Workdir,
 		UIDSlot:     -1,
 		Network:     nw,
+		Lifecycle:   lc,
 		CreatedAt:   now,
 		UpdatedAt:   now,
 	}
@@ -604,6 +619,11 @@ func (s *Service) teardown(ctx context.Context, sb store.Sandbox) error {
 	if err := s.teardownNetwork(ctx, sb); err != nil {
 		return err
 	}
+	if s.cfg.Archive != nil {
+		if err := s.cfg.Archive.Delete(ctx, archiveKey(sb.ID)); err != nil {
+			return err
+		}
+	}
 	return rootfs.Remove(s.dir(sb.ID))
 }
 
@@ -630,6 +650,17 @@ func (s *Service) setState(sb *store.Sandbox, to store.State, reason string) {
 		sb.ErrorReason = reason
 	}
 	sb.UpdatedAt = time.Now().UTC()
+	switch to {
+	case store.StateStopped, store.StateError:
+		// At rest: auto-archive and auto-delete count from here (a
+		// round trip through archiving keeps the first time).
+		if from != to && from != store.StateArchiving && from != store.StateRestoring || sb.Lifecycle.StoppedAt == nil {
+			t := s.now()
+			sb.Lifecycle.StoppedAt = &t
+		}
+	case store.StateStarted:
+		sb.Lifecycle.StoppedAt = nil
+	}
 	ctx := context.WithoutCancel(s.ctx)
 	if err := s.st.UpdateSandbox(ctx, *sb); err != nil {
 		s.log.Error("recording sandbox state", "sandbox", sb.ID, "state", to, "err", err)
@@ -660,16 +691,25 @@ func (s *Service) Get(ctx context.Context, tenantID, idOrName string) (store.San
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return store.Sandbox{}, errdefs.Publicf(errdefs.ErrNotFound, "sandbox %q not found", idOrName)
 	}
+	sb.Lifecycle.LastActivity = s.LastActivity(sb)
 	return sb, err
 }
+
+// liveStates are every state but destroyed.
+var liveStates = []store.State{store.StateCreating, store.StateStarting, store.StateStarted, store.StateStopping,
+	store.StateStopped, store.StateArchiving, store.StateArchived, store.StateRestoring,
+	store.StateDestroying, store.StateError, store.StateUnknown}
 
 // List lists sandboxes; destroyed ones only when asked for by state.
 func (s *Service) List(ctx context.Context, f store.SandboxFilter) ([]store.Sandbox, string, error) {
 	if len(f.States) == 0 {
-		f.States = []store.State{store.StateCreating, store.StateStarting, store.StateStarted, store.StateStopping,
-			store.StateStopped, store.StateDestroying, store.StateError, store.StateUnknown}
+		f.States = liveStates
 	}
-	return s.st.ListSandboxes(ctx, f)
+	items, next, err := s.st.ListSandboxes(ctx, f)
+	for i := range items {
+		items[i].Lifecycle.LastActivity = s.LastActivity(items[i])
+	}
+	return items, next, err
 }
 
 // getLocked looks a sandbox up and takes its lock; the record is re-read
@@ -701,7 +741,7 @@ func (s *Service) Start(ctx context.Context, tenantID, idOrName string) (store.S
 	switch sb.State {
 	case store.StateStarted:
 		return sb, nil
-	case store.StateStopped, store.StateError:
+	case store.StateStopped, store.StateError, store.StateArchived:
 	default:
 		return sb, errdefs.Publicf(errdefs.ErrConflict, "sandbox %s is %s", sb.ID, sb.State)
 	}
@@ -709,6 +749,12 @@ func (s *Service) Start(ctx context.Context, tenantID, idOrName string) (store.S
 	if err != nil {
 		return sb, fmt.Errorf("starting sandbox: image %s: %w", sb.Image, err)
 	}
+	if sb.State == store.StateArchived {
+		if err := s.restore(ctx, &sb); err != nil {
+			return sb, err
+		}
+	}
+	s.Touch(sb.ID)
 	sb.Desired = store.StateStarted
 	s.setState(&sb, store.StateStarting, "")
 	ph := newPhases()
@@ -753,6 +799,7 @@ func (s *Service) stop(ctx context.Context, sb *store.Sandbox, grace time.Durati
 		return fmt.Errorf("stopping sandbox: %w", err)
 	}
 	s.setState(sb, store.StateStopped, "")
+	s.kick()
 	return nil
 }
 
@@ -871,6 +918,7 @@ func (s *Service) agentOf(ctx context.Context, tenantID, idOrName string) (store
 	if sb.State != store.StateStarted || in == nil {
 		return sb, nil, errdefs.Publicf(errdefs.ErrConflict, "sandbox %s is %s, not started", sb.ID, sb.State)
 	}
+	s.Touch(sb.ID)
 	return sb, in, nil
 }
 

@@ -7,7 +7,7 @@ package sandbox
 //
 //	dir/snapshots/<sid>.img      a finished snapshot (sparse copy of disk.img)
 //	dir/snapshots/<sid>.img.tmp  a copy being made
-//	dir/disk.img.restore(.tmp)   a restore's verified copy, renamed over disk.img
+//	dir/disk.img.rollback(.tmp)  a restore's verified copy, renamed over disk.img
 //	dir/freeze                   present while the sandbox's cgroup is frozen
 //
 // Taking a snapshot of a started sandbox: fstrim the mounted layer (deleted
@@ -66,14 +66,14 @@ func (s *Service) copyLayer(ctx context.Context, sb store.Sandbox, dst string) (
 	}
 	var st CopyStats
 	if !mounted {
-		if err := rootfs.WaitReleased(ctx, dir); err != nil {
+		if err := rootfs.Settle(ctx, dir); err != nil {
 			return rootfs.CopyResult{}, st, err
 		}
 		res, err := rootfs.CopyImage(ctx, dst, rootfs.DiskImage(dir), "")
 		st.Took, st.Bytes, st.Reflinked = time.Since(t0), res.Allocated, res.Reflinked
 		return res, st, err
 	}
-	if err := rootfs.Trim(dir); err != nil {
+	if err := rootfs.TrimMounted(dir); err != nil {
 		// Only makes the copy bigger.
 		s.log.Debug("trimming the writable layer before a copy", "sandbox", sb.ID, "err", err)
 	}
@@ -143,6 +143,7 @@ func (s *Service) CreateSnapshot(ctx context.Context, tenantID, idOrName, name s
 		return store.Snapshot{}, CopyStats{}, err
 	}
 	defer unlock()
+	s.Touch(sb.ID)
 	sn, st, err := s.createSnapshot(ctx, sb, name)
 	what := fmt.Sprintf("snapshot %q", name)
 	if err == nil {
@@ -251,12 +252,13 @@ func (s *Service) RestoreSnapshot(ctx context.Context, tenantID, idOrName, snaps
 		return sb, err
 	}
 	defer unlock()
+	s.Touch(sb.ID)
 	sn, err := s.st.GetSnapshot(ctx, sb.TenantID, sb.ID, snapshot)
 	if err != nil {
 		return sb, err
 	}
 	t0 := time.Now()
-	err = s.restore(ctx, &sb, sn)
+	err = s.rollBack(ctx, &sb, sn)
 	s.snapshotEvent(sb, fmt.Sprintf("restore snapshot %s (%s)", sn.ID, sn.Name), err)
 	if err != nil {
 		return sb, fmt.Errorf("restoring snapshot %s: %w", sn.ID, err)
@@ -265,7 +267,8 @@ func (s *Service) RestoreSnapshot(ctx context.Context, tenantID, idOrName, snaps
 	return sb, nil
 }
 
-func (s *Service) restore(ctx context.Context, sb *store.Sandbox, sn store.Snapshot) error {
+// rollBack puts snapshot sn's layer in place of sb's.
+func (s *Service) rollBack(ctx context.Context, sb *store.Sandbox, sn store.Snapshot) error {
 	wasStarted := false
 	switch sb.State {
 	case store.StateStarted:
@@ -275,7 +278,7 @@ func (s *Service) restore(ctx context.Context, sb *store.Sandbox, sn store.Snaps
 		return errdefs.Publicf(errdefs.ErrConflict, "sandbox %s is %s", sb.ID, sb.State)
 	}
 	dir := s.dir(sb.ID)
-	staged := rootfs.DiskImage(dir) + ".restore"
+	staged := rootfs.DiskImage(dir) + ".rollback"
 	if _, err := rootfs.CopyImage(ctx, staged, s.snapshotFile(sb.ID, sn.ID), sn.Checksum); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return errdefs.Publicf(errdefs.ErrConflict, "snapshot %s has lost its file", sn.ID)
@@ -337,7 +340,14 @@ func (s *Service) thawInterrupted(sb store.Sandbox) {
 // files without a record.
 func (s *Service) recoverSnapshots(ctx context.Context, sb store.Sandbox) {
 	dir := s.dir(sb.ID)
-	for _, p := range append(rootfs.SweepTemps(dir), rootfs.SweepTemps(s.snapshotDir(sb.ID))...) {
+	var swept []string
+	switch sb.State {
+	case store.StateArchiving, store.StateRestoring, store.StateArchived:
+		// The directory's temporary files are the archive's (archive.go).
+	default:
+		swept = rootfs.SweepTemps(dir)
+	}
+	for _, p := range append(swept, rootfs.SweepTemps(s.snapshotDir(sb.ID))...) {
 		s.log.Info("removed the temporary file of an interrupted copy", "sandbox", sb.ID, "file", filepath.Base(p))
 	}
 	ents, err := os.ReadDir(s.snapshotDir(sb.ID))

@@ -61,13 +61,16 @@ type Image struct {
 // State is a sandbox's lifecycle state. The names are the seed's.
 type State string
 
-// Sandbox states. Build, archive and restore states arrive with later issues.
+// Sandbox states. Build states arrive with templates.
 const (
 	StateCreating   State = "creating"
 	StateStarting   State = "starting"
 	StateStarted    State = "started"
 	StateStopping   State = "stopping"
 	StateStopped    State = "stopped"
+	StateArchiving  State = "archiving" // stopped, its writable layer going to the archive store
+	StateArchived   State = "archived"  // no local disk: the layer is in the archive store
+	StateRestoring  State = "restoring" // archived, its layer coming back; then starting
 	StateDestroying State = "destroying"
 	StateDestroyed  State = "destroyed"
 	StateError      State = "error"
@@ -104,6 +107,7 @@ type Sandbox struct {
 	ExitCode    *int              `json:"exit_code,omitempty"` // of the last run, when it ended on its own
 	OOMKills    int               `json:"oom_kills"`
 	Network     Network           `json:"network"`
+	Lifecycle   Lifecycle         `json:"lifecycle"`
 	CreatedAt   time.Time         `json:"created_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`
 	StartedAt   *time.Time        `json:"started_at,omitempty"`
@@ -117,6 +121,31 @@ type Network struct {
 	BlockAll bool     `json:"block_all,omitempty"`
 	Allow    []string `json:"allow,omitempty"`
 	Deny     []string `json:"deny,omitempty"`
+}
+
+// Lifecycle is a sandbox's automatic stop, archive and delete, its
+// keep-alive lease and where its archived layer is. Durations are in
+// seconds.
+type Lifecycle struct {
+	AutoStop    int64 `json:"auto_stop_seconds"`    // stop after this long without activity; 0 never
+	AutoArchive int64 `json:"auto_archive_seconds"` // archive after this long stopped; 0 never
+	AutoDelete  int64 `json:"auto_delete_seconds"`  // delete after this long stopped; 0 at once, -1 never
+	// LastActivity is the latest activity the daemon has persisted (it
+	// flushes its in-memory record periodically and on shutdown).
+	LastActivity   time.Time    `json:"last_activity_at"`
+	KeepaliveUntil *time.Time   `json:"keepalive_until,omitempty"` // no auto-stop before
+	StoppedAt      *time.Time   `json:"stopped_at,omitempty"`      // when it last came to rest (stopped, error, archived)
+	Archive        *ArchiveInfo `json:"archive,omitempty"`         // set while archived (and restoring)
+}
+
+// ArchiveInfo locates an archived writable layer and says how to check it.
+type ArchiveInfo struct {
+	Key       string    `json:"key"`
+	Size      int64     `json:"size"`      // bytes stored (compressed)
+	SHA256    string    `json:"sha256"`    // of the stored bytes
+	DiskSize  int64     `json:"disk_size"` // the layer image's apparent size
+	Data      int64     `json:"data"`      // bytes of data in the image
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Event records one transition or notable happening of a sandbox.

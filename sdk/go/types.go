@@ -49,6 +49,7 @@ type Sandbox struct {
 	ExitCode  *int       `json:"exit_code,omitempty"`
 	OOMKills  int        `json:"oom_kills"`
 	Network   Network    `json:"network"`
+	Lifecycle Lifecycle  `json:"lifecycle"`
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
@@ -69,6 +70,67 @@ type CreateSandboxRequest struct {
 	Cmd        []string          `json:"cmd,omitempty"`
 	// Network: nil takes the operator's default mode and policy.
 	Network *NetworkRequest `json:"network,omitempty"`
+	// Lifecycle: unset fields take the operator's defaults.
+	Lifecycle *LifecyclePolicy `json:"lifecycle,omitempty"`
+}
+
+// LifecyclePolicy is a sandbox's automatic stop, archive and delete, in
+// seconds; nil fields are left as they are (at create: the operator's
+// defaults).
+type LifecyclePolicy struct {
+	// AutoStopSeconds stops a started sandbox after this long without
+	// activity (0: never). Exec streams, running session commands and
+	// keep-alive leases hold it off.
+	AutoStopSeconds *int64 `json:"auto_stop_seconds,omitempty"`
+	// AutoArchiveSeconds archives a stopped sandbox after this long (0: never).
+	AutoArchiveSeconds *int64 `json:"auto_archive_seconds,omitempty"`
+	// AutoDeleteSeconds deletes a stopped sandbox after this long (0: as
+	// soon as it stops; -1: never).
+	AutoDeleteSeconds *int64 `json:"auto_delete_seconds,omitempty"`
+}
+
+// Seconds returns a pointer to d in whole seconds, for LifecyclePolicy.
+func Seconds(d time.Duration) *int64 { v := int64(d / time.Second); return &v }
+
+// Never returns the "never" value of a LifecyclePolicy field: 0 for stop
+// and archive, -1 for delete (pass true).
+func Never(del bool) *int64 {
+	v := int64(0)
+	if del {
+		v = -1
+	}
+	return &v
+}
+
+// Lifecycle is a sandbox's policy and timers.
+type Lifecycle struct {
+	AutoStopSeconds    int64 `json:"auto_stop_seconds"`
+	AutoArchiveSeconds int64 `json:"auto_archive_seconds"`
+	AutoDeleteSeconds  int64 `json:"auto_delete_seconds"`
+	// LastActivityAt is the latest activity: a toolbox call, an exec,
+	// preview traffic, a keep-alive, a start.
+	LastActivityAt time.Time  `json:"last_activity_at"`
+	KeepaliveUntil *time.Time `json:"keepalive_until,omitempty"`
+	// StoppedAt is when the sandbox came to rest; auto-archive and
+	// auto-delete count from it.
+	StoppedAt *time.Time   `json:"stopped_at,omitempty"`
+	Archive   *ArchiveInfo `json:"archive,omitempty"`
+}
+
+// ArchiveInfo describes an archived sandbox's writable layer.
+type ArchiveInfo struct {
+	StoredBytes int64     `json:"stored_bytes"` // in the archive store, compressed
+	DataBytes   int64     `json:"data_bytes"`   // data in the layer
+	DiskBytes   int64     `json:"disk_bytes"`   // the layer's size limit
+	SHA256      string    `json:"sha256"`       // of the stored object; checked at restore
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// KeepaliveRequest is the body of POST /v1/sandboxes/{id}/keepalive.
+type KeepaliveRequest struct {
+	// Seconds of lease: no auto-stop before now+Seconds. 0 ends a lease
+	// and only records activity.
+	Seconds int64 `json:"seconds"`
 }
 
 // Network modes.

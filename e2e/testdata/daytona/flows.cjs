@@ -192,9 +192,11 @@ async function flow1(daytona) {
   await rejects(new Daytona({ apiKey: 'sbx_wrong', apiUrl, target: 'local' }).get(sb.id), Error, 'a wrong key');
   await other[Symbol.asyncDispose]();
 
-  begin('flow 1: what sbx does not offer yet');
-  const e = await rejects(sb.archive(), DaytonaError, 'archive');
-  check(e.statusCode === 501 && !(e instanceof DaytonaNotFoundError), 'archive answers 501', e.statusCode);
+  begin('flow 1: Daytona\'s default intervals');
+  check(sb.autoStopInterval === 15 && sb.autoArchiveInterval === 7 * 24 * 60 && sb.autoDeleteInterval === -1,
+    'defaults 15 min / 7 days / never', [sb.autoStopInterval, sb.autoArchiveInterval, sb.autoDeleteInterval]);
+  const e = await rejects(sb.archive(), DaytonaError, 'archive of a started sandbox');
+  check(e.statusCode === 409, 'archive of a started sandbox answers 409', e.statusCode);
 
   begin('flow 1: create errors');
   await rejects(daytona.create({ snapshot: 'no/such:image' }), DaytonaNotFoundError, 'create from an unknown image');
@@ -214,7 +216,11 @@ async function flow2(daytona, sb) {
   check((await daytona.get(sb.id)).state === 'stopped', 'get says stopped');
   await rejects(sb.process.executeCommand('true'), Error, 'exec in a stopped sandbox');
 
-  begin('flow 2: start');
+  begin('flow 2: archive');
+  await sb.archive();
+  check((await daytona.get(sb.id)).state === 'archived', 'get says archived');
+
+  begin('flow 2: start (restores the archive)');
   await sb.start();
   check(sb.state === 'started', 'started', sb.state);
   check((await sb.fs.downloadFile('/srv/persist.txt')).toString() === 'kept', 'files survive stop/start');
@@ -228,6 +234,10 @@ async function flow2(daytona, sb) {
   await sb.setAutoArchiveInterval(60);
   await sb.setAutoDeleteInterval(-1);
   await sb.refreshActivity();
+  const iv = await daytona.get(sb.id);
+  check(iv.autoStopInterval === 30 && iv.autoArchiveInterval === 60 && iv.autoDeleteInterval === -1, 'intervals stored',
+    [iv.autoStopInterval, iv.autoArchiveInterval, iv.autoDeleteInterval]);
+  check(Date.now() - Date.parse(iv.lastActivityAt) < 60000, 'refreshActivity recorded', iv.lastActivityAt);
   await sb.resize({ cpu: 1, memory: 1 });
   check(sb.cpu === 1 && sb.memory === 1, 'resize', { cpu: sb.cpu, memory: sb.memory });
   // codeRun needs the language label, which setLabels replaced.

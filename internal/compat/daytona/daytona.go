@@ -59,6 +59,9 @@ type Sandboxes interface {
 	Delete(ctx context.Context, tenantID, idOrName string) error
 	Resize(ctx context.Context, tenantID, idOrName string, r sandbox.ResizeOptions) (store.Sandbox, error)
 	SetLabels(ctx context.Context, tenantID, idOrName string, labels map[string]string) (store.Sandbox, error)
+	Archive(ctx context.Context, tenantID, idOrName string) (store.Sandbox, error)
+	SetLifecycle(ctx context.Context, tenantID, idOrName string, o sandbox.LifecycleOptions) (store.Sandbox, error)
+	Keepalive(ctx context.Context, tenantID, idOrName string, d time.Duration) (store.Sandbox, error)
 	Exec(ctx context.Context, tenantID, idOrName string, req agent.ExecRequest) (*sandbox.Process, error)
 	Logs(ctx context.Context, tenantID, idOrName string, follow bool) (io.ReadCloser, error)
 	Agent(ctx context.Context, tenantID, idOrName string) (*agent.Client, error)

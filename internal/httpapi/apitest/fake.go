@@ -344,6 +344,10 @@ func (f *Fake) Create(ctx context.Context, o sandbox.CreateOptions) (store.Sandb
 	} else if n != nil && n.Mode != "" && n.Mode != "none" {
 		return store.Sandbox{}, errdefs.Publicf(errdefs.ErrInvalidArgument, "network mode must be none or bridge")
 	}
+	sb.Lifecycle = store.Lifecycle{AutoDelete: -1, LastActivity: now}
+	if err := (sandbox.LifecycleConfig{}).Apply(&sb.Lifecycle, o.Lifecycle); err != nil {
+		return store.Sandbox{}, err
+	}
 	if sb.Name == "" {
 		sb.Name = sb.ID
 	}
@@ -428,6 +432,7 @@ func (f *Fake) Start(ctx context.Context, tenantID, idOrName string) (store.Sand
 		sb.State, sb.Desired = store.StateStarted, store.StateStarted
 		now := f.now.Add(time.Second)
 		sb.StartedAt = &now
+		sb.Lifecycle.Archive = nil // an archived one is restored
 		return nil
 	})
 }
@@ -439,6 +444,43 @@ func (f *Fake) Stop(ctx context.Context, tenantID, idOrName string, grace time.D
 		if grace > 0 {
 			f.events = append(f.events, store.Event{Seq: int64(len(f.events) + 1), SandboxID: sb.ID, TenantID: sb.TenantID,
 				Type: "stop", Message: "grace " + grace.String(), Time: f.now})
+		}
+		return nil
+	})
+}
+
+// Archive implements httpapi.Sandboxes: a stopped sandbox becomes archived.
+func (f *Fake) Archive(ctx context.Context, tenantID, idOrName string) (store.Sandbox, error) {
+	return f.transition(tenantID, idOrName, "Archive", func(sb *store.Sandbox) error {
+		switch sb.State {
+		case store.StateArchived:
+			return nil
+		case store.StateStopped:
+		default:
+			return errdefs.Publicf(errdefs.ErrConflict, "sandbox %s is %s: only a stopped sandbox can be archived", sb.ID, sb.State)
+		}
+		sb.State = store.StateArchived
+		sb.Lifecycle.Archive = &store.ArchiveInfo{Key: "sandboxes/" + sb.ID + ".sbxa", Size: 1 << 20, SHA256: "00",
+			DiskSize: sb.Resources.DiskMB << 20, Data: 2 << 20, CreatedAt: f.now}
+		return nil
+	})
+}
+
+// SetLifecycle implements httpapi.Sandboxes (no operator caps).
+func (f *Fake) SetLifecycle(ctx context.Context, tenantID, idOrName string, o sandbox.LifecycleOptions) (store.Sandbox, error) {
+	return f.transition(tenantID, idOrName, "SetLifecycle", func(sb *store.Sandbox) error {
+		return sandbox.LifecycleConfig{}.Apply(&sb.Lifecycle, &o)
+	})
+}
+
+// Keepalive implements httpapi.Sandboxes.
+func (f *Fake) Keepalive(ctx context.Context, tenantID, idOrName string, d time.Duration) (store.Sandbox, error) {
+	return f.transition(tenantID, idOrName, "Keepalive", func(sb *store.Sandbox) error {
+		sb.Lifecycle.LastActivity = f.now
+		sb.Lifecycle.KeepaliveUntil = nil
+		if d > 0 {
+			t := f.now.Add(d)
+			sb.Lifecycle.KeepaliveUntil = &t
 		}
 		return nil
 	})

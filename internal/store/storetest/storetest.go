@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SandboxDelete", testSandboxDelete},
 		{"UsedUIDSlots", testUsedUIDSlots},
 		{"Network", testNetwork},
+		{"Lifecycle", testLifecycle},
 		{"Pagination", testPagination},
 		{"PaginationCap", testPaginationCap},
 		{"Events", testEvents},
@@ -521,6 +522,34 @@ func testUsedUIDSlots(t *testing.T, st store.Store) {
 	must(t, "UsedUIDSlots", err)
 	if diff := cmp.Diff([]int{0, 2, 4, 9}, slots); diff != "" {
 		t.Errorf("UsedUIDSlots (-want +got):\n%s", diff)
+	}
+}
+
+func testLifecycle(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	a := sandbox("s1", "t1", "one", -1)
+	must(t, "CreateSandbox", st.CreateSandbox(ctx, a))
+	got, err := st.GetSandbox(ctx, "", "s1")
+	must(t, "GetSandbox", err)
+	if diff := cmp.Diff(a.Lifecycle, got.Lifecycle); diff != "" {
+		t.Errorf("zero lifecycle (-want +got):\n%s", diff)
+	}
+	now := time.Unix(1700000000, 123).UTC()
+	later := now.Add(time.Hour)
+	a.State = store.StateArchived
+	a.Lifecycle = store.Lifecycle{AutoStop: 900, AutoArchive: 3600, AutoDelete: -1, LastActivity: now,
+		KeepaliveUntil: &later, StoppedAt: &now,
+		Archive: &store.ArchiveInfo{Key: "sandboxes/s1.sbxa", Size: 10, SHA256: "ab", DiskSize: 1 << 30, Data: 99, CreatedAt: now}}
+	must(t, "UpdateSandbox", st.UpdateSandbox(ctx, a))
+	got, err = st.GetSandbox(ctx, "", "s1")
+	must(t, "GetSandbox", err)
+	if diff := cmp.Diff(a.Lifecycle, got.Lifecycle); diff != "" {
+		t.Errorf("lifecycle (-want +got):\n%s", diff)
+	}
+	items, _, err := st.ListSandboxes(ctx, store.SandboxFilter{States: []store.State{store.StateArchived}})
+	must(t, "ListSandboxes", err)
+	if len(items) != 1 || items[0].ID != "s1" {
+		t.Errorf("archived sandboxes: %v", items)
 	}
 }
 
