@@ -286,8 +286,9 @@ func (s *Service) rollBack(ctx context.Context, sb *store.Sandbox, sn store.Snap
 		return err
 	}
 	defer os.Remove(staged) // gone after the rename; left over on failure
+	// The files are about to be replaced: no grace period to flush them.
 	if wasStarted {
-		if err := s.stop(ctx, sb, time.Second); err != nil {
+		if err := s.stopNow(ctx, sb); err != nil {
 			return err
 		}
 	} else if err := s.release(ctx, *sb); err != nil {
