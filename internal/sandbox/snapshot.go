@@ -280,8 +280,11 @@ func (s *Service) rollBack(ctx context.Context, sb *store.Sandbox, sn store.Snap
 	dir := s.dir(sb.ID)
 	staged := rootfs.DiskImage(dir) + ".rollback"
 	if _, err := rootfs.CopyImage(ctx, staged, s.snapshotFile(sb.ID, sn.ID), sn.Checksum); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return errdefs.Publicf(errdefs.ErrConflict, "snapshot %s has lost its file", sn.ID)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return errdefs.Publicf(errdefs.ErrConflict, "snapshot %s has lost its file; the sandbox was not changed", sn.ID)
+		case errors.Is(err, errdefs.ErrConflict):
+			return errdefs.Publicf(errdefs.ErrConflict, "snapshot %s is corrupt (%s); the sandbox was not changed", sn.ID, errdefs.Message(err))
 		}
 		return err
 	}
