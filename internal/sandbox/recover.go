@@ -34,8 +34,10 @@ import (
 //     without a record (the crash fell between its rename and its record)
 //     is removed, and a record whose file is gone is dropped. A clone is a
 //     create: its record in creating is rolled back, its copy with it. A
-//     restore or reset cut short between its stop and its start leaves the
-//     sandbox stopping/starting, finished as above.
+//     restore or reset of a started sandbox marks it, once stopped, as to
+//     be started (stopped, desired started): cut short after that, its
+//     staged layer (verified, or fresh) is put in place if it is whole and
+//     the sandbox is started: the operation is finished.
 func (s *Service) Recover(ctx context.Context) error {
 	var all []store.Sandbox
 	cursor := ""
@@ -98,6 +100,9 @@ func (s *Service) recoverOne(ctx context.Context, sb store.Sandbox, c runtime.St
 	defer unlock()
 	log := s.log.With("sandbox", sb.ID)
 	running := hasContainer && c.Status == runtime.StatusRunning
+	if done, err := s.recoverResume(ctx, &sb); done {
+		return err
+	}
 	if sb.State != store.StateCreating && sb.State != store.StateDestroying {
 		s.recoverSnapshots(ctx, sb)
 	}

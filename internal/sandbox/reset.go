@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 
 	"github.com/sbx-sh/sbx/internal/errdefs"
 	"github.com/sbx-sh/sbx/internal/rootfs"
@@ -67,6 +69,7 @@ func (s *Service) reset(ctx context.Context, sb *store.Sandbox, mode ResetMode) 
 	if err := s.stopNow(ctx, sb); err != nil {
 		return err
 	}
+	s.markResuming(sb)
 	if mode == ResetHard {
 		o := rootfs.Options{Dir: s.dir(sb.ID), IDMap: s.idmapOf(*sb), DiskBytes: sb.Resources.DiskMB << 20}
 		if err := rootfs.Recreate(ctx, o); err != nil {
@@ -93,6 +96,39 @@ func (s *Service) stopNow(ctx context.Context, sb *store.Sandbox) error {
 	}
 	s.setState(sb, store.StateStopped, "")
 	return nil
+}
+
+// markResuming records, on a sandbox stopped in the middle of an
+// operation that ends by starting it (a restore or a reset), that it is to
+// be started: Desired started while stopped. Recover then finishes the
+// operation (recoverResume) if the daemon dies before the start.
+func (s *Service) markResuming(sb *store.Sandbox) {
+	sb.Desired = store.StateStarted
+	s.setState(sb, sb.State, "")
+}
+
+// recoverResume finishes a restore or reset cut short after its stop (see
+// markResuming): a staged layer left whole (a restore's verified copy or a
+// hard reset's fresh image) is put in place, and the sandbox is started.
+// It reports whether it handled the sandbox.
+func (s *Service) recoverResume(ctx context.Context, sb *store.Sandbox) (bool, error) {
+	if sb.State != store.StateStopped || sb.Desired != store.StateStarted {
+		return false, nil
+	}
+	dir := s.dir(sb.ID)
+	for _, staged := range []string{rootfs.DiskImage(dir) + ".rollback", rootfs.DiskImage(dir) + ".fresh"} {
+		if _, err := os.Stat(staged); err != nil {
+			continue
+		}
+		s.log.Info("finishing an interrupted restore or reset", "sandbox", sb.ID, "layer", filepath.Base(staged))
+		if err := rootfs.Replace(ctx, dir, staged); err != nil {
+			return true, err
+		}
+		break
+	}
+	s.recoverSnapshots(ctx, *sb) // what else was left half-made
+	s.log.Info("starting a sandbox whose restore or reset was cut short", "sandbox", sb.ID)
+	return true, s.startLocked(ctx, sb)
 }
 
 // startLocked starts a stopped sandbox; the caller holds its lock.

@@ -294,6 +294,7 @@ func (s *Service) rollBack(ctx context.Context, sb *store.Sandbox, sn store.Snap
 		if err := s.stopNow(ctx, sb); err != nil {
 			return err
 		}
+		s.markResuming(sb)
 	} else if err := s.release(ctx, *sb); err != nil {
 		return err
 	}

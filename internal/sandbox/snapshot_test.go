@@ -12,6 +12,7 @@ import (
 
 	"github.com/sbx-sh/sbx/internal/agent"
 	"github.com/sbx-sh/sbx/internal/errdefs"
+	"github.com/sbx-sh/sbx/internal/rootfs"
 	"github.com/sbx-sh/sbx/internal/sandbox"
 	"github.com/sbx-sh/sbx/internal/store"
 )
@@ -260,5 +261,56 @@ func TestServiceReset(t *testing.T) {
 	}
 	if _, err := svc.RestartWith(ctx, "t1", sb.ID, sandbox.RestartOptions{Resources: store.Resources{MemoryMB: 1 << 20}}); !errorsIs(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("restart over the maximum: %v", err)
+	}
+}
+
+// TestServiceRecoverInterruptedRestore: a daemon that died after a
+// restore stopped the sandbox but before it put the verified copy in place
+// and started it again (the state the restore leaves at that instant, made
+// here by hand): Recover finishes the restore.
+func TestServiceRecoverInterruptedRestore(t *testing.T) {
+	svc, st, dir := newService(t, "crun", true)
+	ctx := t.Context()
+	sb, err := svc.Create(ctx, sandbox.CreateOptions{TenantID: "t1", Name: "resume"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Delete(context.WithoutCancel(ctx), "t1", sb.ID)
+	run(t, svc, sb.ID, "sh", "-c", "echo old > /root/f")
+	sn, _, err := svc.CreateSnapshot(ctx, "t1", sb.ID, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, svc, sb.ID, "sh", "-c", "echo new > /root/f")
+	if _, err := svc.Stop(ctx, "t1", sb.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	sdir := filepath.Join(dir, "state", "sandboxes", sb.ID)
+	if _, err := rootfs.CopyImage(ctx, filepath.Join(sdir, "disk.img.rollback"), filepath.Join(sdir, "snapshots", sn.ID+".img"), sn.Checksum); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(sdir, "leftover.tmp"), []byte("x"), 0o600)
+	rec, err := st.GetSandbox(ctx, "t1", sb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Desired = store.StateStarted // what markResuming records after the stop
+	if err := st.UpdateSandbox(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := svc.Get(ctx, "t1", sb.ID)
+	if err != nil || got.State != store.StateStarted {
+		t.Fatalf("after recovery: %s %v", got.State, err)
+	}
+	if out, _ := run(t, svc, sb.ID, "cat", "/root/f"); out != "old\n" {
+		t.Errorf("the restore was not finished: /root/f = %q", out)
+	}
+	for _, p := range []string{"disk.img.rollback", "leftover.tmp"} {
+		if _, err := os.Stat(filepath.Join(sdir, p)); !os.IsNotExist(err) {
+			t.Errorf("%s after recovery: %v", p, err)
+		}
 	}
 }
