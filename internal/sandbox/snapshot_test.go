@@ -215,6 +215,24 @@ func TestServiceClone(t *testing.T) {
 	if _, _, err := svc.Clone(ctx, "t1", src.ID, sandbox.CloneOptions{Name: "copy"}); !errorsIs(err, errdefs.ErrAlreadyExists) {
 		t.Errorf("clone with a taken name: %v", err)
 	}
+	// A stopped source: copied as it lies, the clone started, the source left stopped.
+	if _, err := svc.Stop(ctx, "t1", src.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	cl2, stats, err := svc.Clone(ctx, "t1", src.ID, sandbox.CloneOptions{Resources: store.Resources{DiskMB: 128}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Delete(context.WithoutCancel(ctx), "t1", cl2.ID)
+	if stats.Pause != 0 || cl2.Resources.DiskMB != 128 {
+		t.Errorf("clone of a stopped sandbox: pause %v, disk %d", stats.Pause, cl2.Resources.DiskMB)
+	}
+	if out, _ := run(t, svc, cl2.ID, "sh", "-c", "stat -c '%u:%g' /home/u/f; df -m / | awk 'NR==2 {print ($2 > 100)}'"); out != "1000:1000\n1\n" {
+		t.Errorf("in the clone of a stopped sandbox (owner; disk grown to 128 MiB): %q", out)
+	}
+	if got, _ := svc.Get(ctx, "t1", src.ID); got.State != store.StateStopped {
+		t.Errorf("the stopped source is now %s", got.State)
+	}
 }
 
 func TestServiceReset(t *testing.T) {
