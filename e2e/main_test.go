@@ -47,6 +47,9 @@ func run(m *testing.M) int {
 		return m.Run()
 	}
 	defer os.RemoveAll(workDir)
+	// runc sets up a user-namespaced sandbox's mounts as its unprivileged
+	// host uid, which must traverse to the state directory.
+	os.Chmod(workDir, 0o711)
 	// SBX_BIN names a prebuilt sbx (with sbx-agent embedded or beside it);
 	// otherwise the test builds both.
 	if sbxBin = os.Getenv("SBX_BIN"); sbxBin == "" {

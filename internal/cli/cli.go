@@ -110,6 +110,7 @@ func newRoot() *cobra.Command {
 
 	root.AddCommand(runCommand(g), contextCommand(g))
 	root.AddCommand(imageCommand(g), tenantCommand(g), keyCommand(g), versionCommand(g))
+	root.AddCommand(volumeCommand(g))
 	return root
 }
 

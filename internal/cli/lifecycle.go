@@ -144,7 +144,7 @@ func lifecycleCommands(g *globals) []*cobra.Command {
 			return nil
 		},
 	}
-	return []*cobra.Command{archive, policy, keepalive}
+	return []*cobra.Command{archive, policy, keepalive, statsCommand(g)}
 }
 
 // seconds shows a lifecycle duration, with never for the never value.

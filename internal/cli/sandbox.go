@@ -28,6 +28,7 @@ func sandboxCommands(g *globals) []*cobra.Command {
 		entrypoint string
 		netFlags   networkFlags
 		lcFlags    lifecycleFlags
+		volumes    []string
 	)
 	create := &cobra.Command{
 		Use:   "create [flags] [-- cmd args...]",
@@ -52,6 +53,9 @@ func sandboxCommands(g *globals) []*cobra.Command {
 				return err
 			}
 			if req.Lifecycle, err = lcFlags.policy(); err != nil {
+				return err
+			}
+			if req.Volumes, err = parseVolumeFlags(volumes); err != nil {
 				return err
 			}
 			sb, err := g.client().CreateSandbox(cmd.Context(), req)
@@ -81,6 +85,7 @@ func sandboxCommands(g *globals) []*cobra.Command {
 	f.StringVar(&netFlags.mode, "network", "", "network mode: none (loopback only) or bridge (default: the daemon's)")
 	netFlags.policyFlags(f)
 	lcFlags.add(f)
+	f.StringArrayVarP(&volumes, "volume", "v", nil, volumeFlagHelp)
 
 	var lsLabels, lsStates []string
 	var all bool

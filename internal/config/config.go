@@ -52,6 +52,7 @@ type Config struct {
 
 	Lifecycle Lifecycle `toml:"lifecycle" comment:"automatic stop, archive and delete of sandboxes (durations in seconds)"`
 	Archive   Archive   `toml:"archive" comment:"where archived sandboxes' writable layers are kept"`
+	Volumes   Volumes   `toml:"volumes" comment:"named persistent volumes (ext4 images under state_dir/volumes)"`
 }
 
 // Lifecycle is the operator's auto-stop/archive/delete policy: defaults
@@ -76,6 +77,13 @@ type Archive struct {
 // Snapshots limits state snapshots.
 type Snapshots struct {
 	MaxPerSandbox int `toml:"max_per_sandbox" comment:"most snapshots one sandbox keeps"`
+}
+
+// Volumes limits named volumes.
+type Volumes struct {
+	MaxSizeMB        int64 `toml:"max_size_mb" comment:"largest volume"`
+	MaxPerTenant     int   `toml:"max_per_tenant" comment:"volumes one tenant may have"`
+	MaxTotalMBTenant int64 `toml:"max_total_mb_per_tenant" comment:"sum of one tenant's volume sizes (0 = no cap beyond the two above)"`
 }
 
 // Pools size what is prepared ahead of requests.
@@ -170,6 +178,7 @@ func Default() Config {
 		Snapshots:    Snapshots{MaxPerSandbox: 16},
 		Lifecycle: Lifecycle{AutoDeleteSeconds: -1, MaxKeepalive: Duration{24 * time.Hour},
 			Interval: Duration{10 * time.Second}},
+		Volumes: Volumes{MaxSizeMB: 100 << 10, MaxPerTenant: 100},
 		Network: Network{
 			Enabled: true, DefaultMode: "none", Bridge: "sbx0", Table: "sbx", Subnet: "10.88.0.0/16",
 			DNS: []string{},
@@ -228,6 +237,9 @@ func (c Config) Validate() error {
 	}
 	if l := c.Lifecycle; l.Interval.Duration < 100*time.Millisecond || l.MaxKeepalive.Duration <= 0 {
 		return fmt.Errorf("config: lifecycle.interval must be at least 100ms and lifecycle.max_keepalive positive")
+	}
+	if v := c.Volumes; v.MaxSizeMB < 16 || v.MaxPerTenant < 0 || v.MaxTotalMBTenant < 0 {
+		return fmt.Errorf("config: volumes: max_size_mb must be at least 16, and the other limits not negative")
 	}
 	if c.Pools.DiskImages < 0 || c.Pools.DiskImages > 10000 {
 		return fmt.Errorf("config: pools.disk_images must be between 0 and 10000")

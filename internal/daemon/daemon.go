@@ -40,6 +40,7 @@ import (
 	"github.com/sbx-sh/sbx/internal/sandbox"
 	"github.com/sbx-sh/sbx/internal/store"
 	"github.com/sbx-sh/sbx/internal/store/sqlite"
+	"github.com/sbx-sh/sbx/internal/volume"
 )
 
 // Version is set at build time.
@@ -53,6 +54,7 @@ type Daemon struct {
 	Auth      *auth.Service
 	Images    *image.Store
 	Sandboxes *sandbox.Service
+	Volumes   *volume.Manager
 	Handler   http.Handler
 
 	lock    *os.File
@@ -170,6 +172,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 	if err != nil {
 		return nil, fmt.Errorf("archive store: %w", err)
 	}
+	vols, err := volume.New(volume.Config{
+		Dir: filepath.Join(cfg.StateDir, "volumes"), MaxSizeMB: cfg.Volumes.MaxSizeMB,
+		MaxPerTenant: cfg.Volumes.MaxPerTenant, MaxTotalMBPerTenant: cfg.Volumes.MaxTotalMBTenant,
+	}, st, log.With("component", "volumes"))
+	if err != nil {
+		return nil, err
+	}
+	d.Volumes = vols
 	svc, err := sandbox.New(sandbox.Config{
 		StateDir:       cfg.StateDir,
 		RunDir:         cfg.RunDir,
@@ -187,6 +197,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		DiskPool:       cfg.Pools.DiskImages,
 		MaxSnapshots:   cfg.Snapshots.MaxPerSandbox,
 		Network:        nw,
+		Volumes:        vols,
 		DefaultNetwork: store.Network{
 			Mode: netCfg.DefaultMode, BlockAll: netCfg.DefaultPolicy.BlockAll,
 			Allow: netCfg.DefaultPolicy.Allow, Deny: netCfg.DefaultPolicy.Deny,
@@ -203,6 +214,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 	}
 	native := httpapi.New(httpapi.Config{
 		Sandboxes: svc,
+		Volumes:   vols,
 		Images:    imgs,
 		Auth:      d.Auth,
 		Log:       log,
@@ -216,6 +228,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 	mux := http.NewServeMux()
 	mux.Handle(daytona.Prefix+"/", daytona.New(daytona.Config{
 		Sandboxes:     svc,
+		Volumes:       vols,
 		Auth:          d.Auth,
 		Log:           log.With("api", "daytona"),
 		MaxExecOutput: cfg.Toolbox.MaxExecOutputMB << 20,

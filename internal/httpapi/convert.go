@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/sbx-sh/sbx/internal/image"
+	"github.com/sbx-sh/sbx/internal/sandbox"
 	"github.com/sbx-sh/sbx/internal/store"
 	sbx "github.com/sbx-sh/sbx/sdk/go"
 )
@@ -52,8 +53,20 @@ func toSandbox(s store.Sandbox) sbx.Sandbox {
 		ErrorReason: s.ErrorReason, ExitCode: s.ExitCode, OOMKills: s.OOMKills,
 		Network:   toNetwork(s.Network),
 		Lifecycle: toLifecycle(s.Lifecycle),
+		Volumes:   toVolumeMounts(s.Volumes),
 		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(), StartedAt: utcPtr(s.StartedAt),
 	}
+}
+
+func toMetrics(m sandbox.Metrics) sbx.Metrics {
+	out := sbx.Metrics{
+		Time: m.Time.UTC(), CPUSeconds: m.CPUSeconds, MemoryBytes: m.MemoryBytes, MemoryLimitBytes: m.MemoryLimitBytes,
+		Pids: m.Pids, PidsLimit: m.PidsLimit, OOMKills: m.OOMKills, DiskUsedBytes: m.DiskUsedBytes, DiskLimitBytes: m.DiskLimitBytes,
+	}
+	if n := m.Network; n != nil {
+		out.Network = &sbx.NetworkCounters{RxBytes: n.RxBytes, RxPackets: n.RxPackets, TxBytes: n.TxBytes, TxPackets: n.TxPackets}
+	}
+	return out
 }
 
 func toLifecycle(l store.Lifecycle) sbx.Lifecycle {

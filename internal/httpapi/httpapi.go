@@ -49,6 +49,7 @@ type Sandboxes interface {
 	Archive(ctx context.Context, tenantID, idOrName string) (store.Sandbox, error)
 	SetLifecycle(ctx context.Context, tenantID, idOrName string, o sandbox.LifecycleOptions) (store.Sandbox, error)
 	Keepalive(ctx context.Context, tenantID, idOrName string, d time.Duration) (store.Sandbox, error)
+	Metrics(ctx context.Context, tenantID, idOrName string) (sandbox.Metrics, error)
 	Logs(ctx context.Context, tenantID, idOrName string, follow bool) (io.ReadCloser, error)
 	Events(ctx context.Context, tenantID, idOrName string, afterSeq int64) ([]store.Event, error)
 	// Agent returns the agent of a started sandbox (ErrConflict when it
@@ -112,10 +113,12 @@ const (
 // Config configures the handler.
 type Config struct {
 	Sandboxes Sandboxes
-	Images    Images
-	Auth      Auth
-	Log       *slog.Logger // nil: discard
-	Version   string       // reported by /healthz
+	// Volumes is the volume manager; nil answers 503 on /v1/volumes.
+	Volumes Volumes
+	Images  Images
+	Auth    Auth
+	Log     *slog.Logger // nil: discard
+	Version string       // reported by /healthz
 
 	// MaxExecOutput caps each stream of a buffered exec answer; 0 means
 	// DefaultMaxExecOutput.
@@ -190,6 +193,7 @@ func New(cfg Config) http.Handler {
 	route("POST /v1/sandboxes/{id}/archive", h.archiveSandbox)
 	route("PUT /v1/sandboxes/{id}/lifecycle", h.setLifecycle)
 	route("POST /v1/sandboxes/{id}/keepalive", h.keepalive)
+	route("GET /v1/sandboxes/{id}/metrics", h.metrics)
 	route("GET /v1/sandboxes/{id}/network", h.getNetwork)
 	route("PUT /v1/sandboxes/{id}/network", h.setNetworkPolicy)
 	route("GET /v1/sandboxes/{id}/events", h.events)
@@ -205,6 +209,7 @@ func New(cfg Config) http.Handler {
 
 	h.sessionRoutes(route)
 
+	h.volumeRoutes(route)
 	h.snapshotRoutes(route)
 
 	route("GET /v1/images", h.listImages)

@@ -45,6 +45,7 @@ func (h *handler) createSandbox(w http.ResponseWriter, r *http.Request, t store.
 		TenantID: t.ID, Name: req.Name, Image: req.Image, Runtime: req.Runtime,
 		Env: req.Env, Labels: req.Labels, User: req.User, Workdir: req.Workdir,
 		Entrypoint: req.Entrypoint, Cmd: req.Cmd,
+		Volumes: volumeOptions(req.Volumes),
 	}
 	if n := req.Network; n != nil {
 		opts.Network = &sandbox.NetworkOptions{Mode: n.Mode, BlockAll: n.BlockAll, Allow: n.Allow, Deny: n.Deny}
@@ -320,4 +321,13 @@ func (h *handler) keepalive(w http.ResponseWriter, r *http.Request, t store.Tena
 		return
 	}
 	writeJSON(w, http.StatusOK, toSandbox(sb))
+}
+
+func (h *handler) metrics(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	m, err := h.cfg.Sandboxes.Metrics(r.Context(), t.ID, r.PathValue("id"))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toMetrics(m))
 }

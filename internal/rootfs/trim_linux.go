@@ -12,11 +12,6 @@ import (
 	"github.com/sbx-sh/sbx/internal/errdefs"
 )
 
-// DiskImage is the path of a sandbox's writable-layer image. It may be
-// read or replaced only while the sandbox is stopped and Settle has
-// returned.
-func DiskImage(dir string) string { return diskImage(dir) }
-
 // Settle waits until the kernel holds the stopped sandbox's writable layer
 // no more (a mount copy in a dying namespace can keep its superblock,
 // with unwritten data, for a moment after the stop), so that the image
@@ -72,3 +67,14 @@ func fitrim(path string) error {
 type fstrimRange struct{ Start, Len, Minlen uint64 }
 
 const ioctlFITRIM = 0xc0185879
+
+// DiskUsage returns the bytes used on a started sandbox's writable layer
+// and its capacity (from statfs of the mounted layer).
+func DiskUsage(dir string) (used, total int64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(diskMount(dir), &st); err != nil {
+		return 0, 0, err
+	}
+	bs := int64(st.Bsize)
+	return (int64(st.Blocks) - int64(st.Bfree)) * bs, int64(st.Blocks) * bs, nil
+}

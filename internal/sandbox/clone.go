@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/sbx-sh/sbx/internal/errdefs"
@@ -143,6 +144,9 @@ func (s *Service) Clone(ctx context.Context, tenantID, idOrName string, o CloneO
 		UIDSlot: -1,
 		Network: store.Network{Mode: src.Network.Mode, BlockAll: src.Network.BlockAll,
 			Allow: src.Network.Allow, Deny: src.Network.Deny},
+		// The same volumes, shared (volumes are not part of the layer:
+		// their contents are not copied).
+		Volumes: slices.Clone(src.Volumes),
 		// The source's policy; the clone's own timers start now.
 		Lifecycle: store.Lifecycle{AutoStop: src.Lifecycle.AutoStop, AutoArchive: src.Lifecycle.AutoArchive,
 			AutoDelete: src.Lifecycle.AutoDelete, LastActivity: s.now()},

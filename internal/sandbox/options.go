@@ -22,6 +22,8 @@ type CreateOptions struct {
 	Network *NetworkOptions
 	// Lifecycle: nil fields take the operator's defaults.
 	Lifecycle *LifecycleOptions
+	// Volumes are mounted at every start, in this order.
+	Volumes []VolumeOptions
 }
 
 // ResizeOptions change a sandbox's limits; zero fields stay as they are.

@@ -77,6 +77,7 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 	}
 	s.sweep(ctx, known, containers)
+	s.recoverVolumes(ctx)
 	if s.cfg.Network != nil {
 		live := map[string]bool{}
 		for _, sb := range all {
@@ -124,6 +125,7 @@ func (s *Service) recoverOne(ctx context.Context, sb store.Sandbox, c runtime.St
 				if _, err := s.setupNetwork(ctx, sb); err != nil {
 					log.Error("re-adopting the sandbox's network", "err", err)
 				}
+				s.readoptVolumes(ctx, sb)
 				s.watch(sb, in)
 				if sb.State == store.StateStopping {
 					log.Info("finishing an interrupted stop")

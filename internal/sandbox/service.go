@@ -96,6 +96,8 @@ type Config struct {
 	Lifecycle LifecycleConfig
 	// Now is the clock of the lifecycle timers; nil is time.Now.
 	Now func() time.Time
+	// Volumes is the volume manager; nil disables volume mounts.
+	Volumes Volumes
 	// MaxSnapshots bounds the state snapshots one sandbox keeps; 0 means
 	// DefaultMaxSnapshots.
 	MaxSnapshots int
@@ -287,6 +289,10 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 	if err := s.cfg.Lifecycle.Apply(&lc, opts.Lifecycle); err != nil {
 		return store.Sandbox{}, err
 	}
+	vols, err := s.resolveVolumes(ctx, opts.TenantID, opts.Volumes)
+	if err != nil {
+		return store.Sandbox{}, err
+	}
 	ref := opts.Image
 	if ref == "" {
 		ref = s.cfg.DefaultImage
@@ -328,6 +334,7 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 		UIDSlot:     -1,
 		Network:     nw,
 		Lifecycle:   lc,
+		Volumes:     vols,
 		CreatedAt:   now,
 		UpdatedAt:   now,
 	}
@@ -437,6 +444,15 @@ func (s *Service) start(ctx context.Context, sb *store.Sandbox, img image.Image,
 	}
 	if err := s.attach(ctx, spec, *sb, att); err != nil {
 		return err
+	}
+	vm, err := s.mountVolumes(ctx, *sb, ro.UserNS)
+	defer s.unstageVolumes(*sb)
+	if err != nil {
+		return err
+	}
+	if len(vm) > 0 {
+		spec.Mounts = append(spec.Mounts, vm...)
+		ph.mark("volumes")
 	}
 	if err := prepareRoot(rootfs.RootfsDir(dir), spec.Process.Cwd, ro.IDMap); err != nil {
 		return err
@@ -569,6 +585,9 @@ func (s *Service) release(ctx context.Context, sb store.Sandbox) error {
 	}
 	os.Remove(s.socket(sb.ID))
 	s.cfg.Cgroups.Remove(s.cgroupPath(sb.ID))
+	if err := s.releaseVolumes(sb); err != nil {
+		return err
+	}
 	return rootfs.Unmount(s.dir(sb.ID))
 }
 

@@ -108,6 +108,7 @@ type Sandbox struct {
 	OOMKills    int               `json:"oom_kills"`
 	Network     Network           `json:"network"`
 	Lifecycle   Lifecycle         `json:"lifecycle"`
+	Volumes     []VolumeMount     `json:"volumes,omitempty"`
 	CreatedAt   time.Time         `json:"created_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`
 	StartedAt   *time.Time        `json:"started_at,omitempty"`
@@ -146,6 +147,37 @@ type ArchiveInfo struct {
 	DiskSize  int64     `json:"disk_size"` // the layer image's apparent size
 	Data      int64     `json:"data"`      // bytes of data in the image
 	CreatedAt time.Time `json:"created_at"`
+}
+
+// VolumeState is a volume's lifecycle state.
+type VolumeState string
+
+// Volume states. A volume's row is removed once it is deleted.
+const (
+	VolumeCreating VolumeState = "creating"
+	VolumeReady    VolumeState = "ready"
+	VolumeDeleting VolumeState = "deleting"
+)
+
+// Volume is a named, tenant-owned persistent volume. Its name is unique
+// per tenant.
+type Volume struct {
+	ID        string      `json:"id"`
+	TenantID  string      `json:"tenant_id"`
+	Name      string      `json:"name"`
+	SizeMB    int64       `json:"size_mb"`
+	State     VolumeState `json:"state"`
+	CreatedAt time.Time   `json:"created_at"`
+	UpdatedAt time.Time   `json:"updated_at"`
+}
+
+// VolumeMount is one volume mounted into a sandbox.
+type VolumeMount struct {
+	VolumeID  string `json:"volume_id"`
+	Volume    string `json:"volume"`     // the volume's name, for display
+	MountPath string `json:"mount_path"` // absolute, inside the sandbox
+	Subpath   string `json:"subpath,omitempty"`
+	ReadOnly  bool   `json:"read_only,omitempty"`
 }
 
 // Event records one transition or notable happening of a sandbox.
@@ -222,6 +254,21 @@ type Store interface {
 	UsedUIDSlots(ctx context.Context) ([]int, error)
 	// UsedIPs lists the network addresses held by live sandboxes.
 	UsedIPs(ctx context.Context) ([]string, error)
+
+	// CreateVolume inserts a volume; a volume of the same tenant with the
+	// same name gives ErrAlreadyExists.
+	CreateVolume(ctx context.Context, v Volume) error
+	GetVolume(ctx context.Context, tenantID, id string) (Volume, error)
+	GetVolumeByName(ctx context.Context, tenantID, name string) (Volume, error)
+	// ListVolumes lists the tenant's ("" = every tenant's) volumes, oldest
+	// first.
+	ListVolumes(ctx context.Context, tenantID string) ([]Volume, error)
+	// UpdateVolume sets the volume's state and UpdatedAt.
+	UpdateVolume(ctx context.Context, v Volume) error
+	DeleteVolume(ctx context.Context, id string) error
+	// VolumeUsers lists the IDs of the live sandboxes that mount the
+	// volume, oldest first.
+	VolumeUsers(ctx context.Context, volumeID string) ([]string, error)
 
 	// AddEvent appends an event, assigning Seq.
 	AddEvent(ctx context.Context, e Event) (Event, error)

@@ -308,6 +308,13 @@ func (c *Client) Keepalive(ctx context.Context, id string, d time.Duration) (San
 	return s, c.do(ctx, http.MethodPost, sandboxPath(id, "keepalive"), nil, KeepaliveRequest{Seconds: int64(d / time.Second)}, &s)
 }
 
+// Metrics returns a started sandbox's resource use (CPU, memory, pids,
+// disk, network). Reading it does not count as activity.
+func (c *Client) Metrics(ctx context.Context, id string) (Metrics, error) {
+	var m Metrics
+	return m, c.do(ctx, http.MethodGet, sandboxPath(id, "metrics"), nil, nil, &m)
+}
+
 // Network returns a sandbox's networking and egress policy.
 func (c *Client) Network(ctx context.Context, id string) (Network, error) {
 	var n Network

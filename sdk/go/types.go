@@ -46,13 +46,14 @@ type Sandbox struct {
 	Cmd          []string          `json:"cmd"`
 	ErrorReason  string            `json:"error_reason"`
 	// ExitCode is the exit code of the last run when it ended on its own.
-	ExitCode  *int       `json:"exit_code,omitempty"`
-	OOMKills  int        `json:"oom_kills"`
-	Network   Network    `json:"network"`
-	Lifecycle Lifecycle  `json:"lifecycle"`
-	CreatedAt time.Time  `json:"created_at"`
-	UpdatedAt time.Time  `json:"updated_at"`
-	StartedAt *time.Time `json:"started_at,omitempty"`
+	ExitCode  *int          `json:"exit_code,omitempty"`
+	OOMKills  int           `json:"oom_kills"`
+	Network   Network       `json:"network"`
+	Lifecycle Lifecycle     `json:"lifecycle"`
+	Volumes   []VolumeMount `json:"volumes"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+	StartedAt *time.Time    `json:"started_at,omitempty"`
 }
 
 // CreateSandboxRequest is the body of POST /v1/sandboxes. Every field is
@@ -72,6 +73,8 @@ type CreateSandboxRequest struct {
 	Network *NetworkRequest `json:"network,omitempty"`
 	// Lifecycle: unset fields take the operator's defaults.
 	Lifecycle *LifecyclePolicy `json:"lifecycle,omitempty"`
+	// Volumes are mounted into the sandbox at every start.
+	Volumes []VolumeMount `json:"volumes,omitempty"`
 }
 
 // LifecyclePolicy is a sandbox's automatic stop, archive and delete, in
@@ -124,6 +127,32 @@ type ArchiveInfo struct {
 	DiskBytes   int64     `json:"disk_bytes"`   // the layer's size limit
 	SHA256      string    `json:"sha256"`       // of the stored object; checked at restore
 	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Metrics is a started sandbox's resource use at one moment
+// (GET /v1/sandboxes/{id}/metrics).
+type Metrics struct {
+	Time             time.Time `json:"time"`
+	CPUSeconds       float64   `json:"cpu_seconds"` // CPU time used since the start
+	MemoryBytes      int64     `json:"memory_bytes"`
+	MemoryLimitBytes int64     `json:"memory_limit_bytes"`
+	Pids             int64     `json:"pids"`
+	PidsLimit        int64     `json:"pids_limit"`
+	OOMKills         int64     `json:"oom_kills"`
+	DiskUsedBytes    int64     `json:"disk_used_bytes"` // on the writable layer
+	DiskLimitBytes   int64     `json:"disk_limit_bytes"`
+	// Network is absent for a sandbox without network; counted since
+	// its last start, from the sandbox's side.
+	Network *NetworkCounters `json:"network,omitempty"`
+}
+
+// NetworkCounters are a sandbox's traffic: Tx what it sent (including
+// what its egress policy dropped), Rx what reached it.
+type NetworkCounters struct {
+	RxBytes   uint64 `json:"rx_bytes"`
+	RxPackets uint64 `json:"rx_packets"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	TxPackets uint64 `json:"tx_packets"`
 }
 
 // KeepaliveRequest is the body of POST /v1/sandboxes/{id}/keepalive.

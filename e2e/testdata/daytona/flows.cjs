@@ -202,8 +202,8 @@ async function flow1(daytona) {
   await rejects(daytona.create({ snapshot: 'no/such:image' }), DaytonaNotFoundError, 'create from an unknown image');
   await rejects(
     daytona.create({ snapshot: image, volumes: [{ volumeId: 'v', mountPath: '/v' }] }),
-    DaytonaValidationError,
-    'create with volumes',
+    DaytonaNotFoundError,
+    'create with an unknown volume',
   );
   return sb;
 }

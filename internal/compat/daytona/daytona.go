@@ -82,8 +82,10 @@ const (
 // Config configures the handler.
 type Config struct {
 	Sandboxes Sandboxes
-	Auth      Auth
-	Log       *slog.Logger // nil: discard
+	// Volumes is the volume manager; nil answers 503 on /volumes.
+	Volumes Volumes
+	Auth    Auth
+	Log     *slog.Logger // nil: discard
 	// MaxExecOutput caps the combined output of process/execute and
 	// code-run answers; 0 means DefaultMaxExecOutput.
 	MaxExecOutput int
@@ -111,6 +113,7 @@ func New(cfg Config) http.Handler {
 		h.cfg.MaxUploadSize = DefaultMaxUploadSize
 	}
 	h.controlRoutes()
+	h.volumeRoutes()
 	h.toolboxRoutes()
 	// Daytona's event stream: without it the SDK polls GET /sandbox/{id},
 	// which answers final states anyway.

@@ -156,10 +156,14 @@ func TestCreateOptions(t *testing.T) {
 	if o, err := toCreateOptions(req, "t"); err != nil || o.Image != "python:3.12" {
 		t.Errorf("image from FROM: %+v, %v", o, err)
 	}
+	json.Unmarshal([]byte(`{"volumes":[{"volumeId":"v","mountPath":"/v","subpath":"s"}]}`), &req)
+	if o, err := toCreateOptions(req, "t"); err != nil || len(o.Volumes) != 1 ||
+		o.Volumes[0] != (sandbox.VolumeOptions{Volume: "v", MountPath: "/v", Subpath: "s"}) {
+		t.Errorf("volumes: %+v, %v", o.Volumes, err)
+	}
 	for name, body := range map[string]string{
 		"dockerfile": `{"buildInfo":{"dockerfileContent":"FROM a\nRUN x\n"}}`,
 		"context":    `{"buildInfo":{"dockerfileContent":"FROM a\n","contextHashes":["h"]}}`,
-		"volumes":    `{"volumes":[{"volumeId":"v","mountPath":"/v"}]}`,
 		"network":    `{"networkBlockAll":true}`,
 		"gpu":        `{"gpu":1}`,
 		"negative":   `{"cpu":-1}`,

@@ -42,7 +42,7 @@ type SandboxDTO struct {
 	AutoStop       int               `json:"autoStopInterval"`
 	AutoArchive    int               `json:"autoArchiveInterval"`
 	AutoDelete     int               `json:"autoDeleteInterval"`
-	Volumes        []any             `json:"volumes"`
+	Volumes        []VolumeMountDTO  `json:"volumes"`
 	CreatedAt      string            `json:"createdAt"`
 	UpdatedAt      string            `json:"updatedAt"`
 	LastActivityAt string            `json:"lastActivityAt"`
@@ -123,7 +123,7 @@ func toSandboxDTO(s store.Sandbox, toolbox string) SandboxDTO {
 		BackupState: "None",
 		// Daytona counts in minutes; sbx in seconds.
 		AutoStop: int(l.AutoStop / 60), AutoArchive: int(l.AutoArchive / 60), AutoDelete: minutesOrNever(l.AutoDelete),
-		Volumes:   []any{},
+		Volumes:   toVolumeMountDTOs(s.Volumes),
 		CreatedAt: isoTime(s.CreatedAt), UpdatedAt: isoTime(s.UpdatedAt), LastActivityAt: isoTime(last),
 		SandboxClass: "container", ToolboxURL: toolbox,
 	}
@@ -271,13 +271,13 @@ type createRequest struct {
 		DockerfileContent string   `json:"dockerfileContent"`
 		ContextHashes     []string `json:"contextHashes"`
 	} `json:"buildInfo"`
-	Volumes          []json.RawMessage `json:"volumes"`
-	NetworkBlockAll  bool              `json:"networkBlockAll"`
-	NetworkAllowList string            `json:"networkAllowList"`
-	DomainAllowList  string            `json:"domainAllowList"`
-	AutoStop         *int              `json:"autoStopInterval"`
-	AutoArchive      *int              `json:"autoArchiveInterval"`
-	AutoDelete       *int              `json:"autoDeleteInterval"`
+	Volumes          []VolumeMountDTO `json:"volumes"`
+	NetworkBlockAll  bool             `json:"networkBlockAll"`
+	NetworkAllowList string           `json:"networkAllowList"`
+	DomainAllowList  string           `json:"domainAllowList"`
+	AutoStop         *int             `json:"autoStopInterval"`
+	AutoArchive      *int             `json:"autoArchiveInterval"`
+	AutoDelete       *int             `json:"autoDeleteInterval"`
 }
 
 func invalidf(format string, args ...any) error {
@@ -305,7 +305,8 @@ func imageOfDockerfile(df string, contextHashes []string) (string, error) {
 
 // toCreateOptions translates a create request.
 func toCreateOptions(req createRequest, tenantID string) (sandbox.CreateOptions, error) {
-	opts := sandbox.CreateOptions{TenantID: tenantID, Name: req.Name, Image: req.Snapshot, Env: req.Env, Labels: req.Labels, User: req.User}
+	opts := sandbox.CreateOptions{TenantID: tenantID, Name: req.Name, Image: req.Snapshot, Env: req.Env, Labels: req.Labels, User: req.User,
+		Volumes: fromVolumeMounts(req.Volumes)}
 	if req.BuildInfo != nil {
 		if req.Snapshot != "" {
 			return opts, invalidf("give either snapshot or image, not both")
@@ -319,8 +320,6 @@ func toCreateOptions(req createRequest, tenantID string) (sandbox.CreateOptions,
 	switch {
 	case req.GPU > 0:
 		return opts, invalidf("sbx has no GPU sandboxes")
-	case len(req.Volumes) > 0:
-		return opts, invalidf("volumes are not supported by sbx's Daytona API yet")
 	case req.NetworkBlockAll || req.NetworkAllowList != "" || req.DomainAllowList != "":
 		return opts, invalidf("network policies are not supported by sbx's Daytona API yet")
 	}

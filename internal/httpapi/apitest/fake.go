@@ -486,6 +486,25 @@ func (f *Fake) Keepalive(ctx context.Context, tenantID, idOrName string, d time.
 	})
 }
 
+// Metrics implements httpapi.Sandboxes with fixed figures.
+func (f *Fake) Metrics(ctx context.Context, tenantID, idOrName string) (sandbox.Metrics, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sb, err := f.get(tenantID, idOrName)
+	if err != nil {
+		return sandbox.Metrics{}, err
+	}
+	if sb.State != store.StateStarted {
+		return sandbox.Metrics{}, errdefs.Publicf(errdefs.ErrConflict, "sandbox %s is %s, not started", sb.ID, sb.State)
+	}
+	m := sandbox.Metrics{Time: f.now, CPUSeconds: 1.5, MemoryBytes: 64 << 20, MemoryLimitBytes: sb.Resources.MemoryMB << 20,
+		Pids: 3, PidsLimit: sb.Resources.Pids, DiskUsedBytes: 5 << 20, DiskLimitBytes: sb.Resources.DiskMB << 20}
+	if sb.Network.Mode == "bridge" {
+		m.Network = &network.Counters{RxBytes: 1000, RxPackets: 10, TxBytes: 2000, TxPackets: 20}
+	}
+	return m, nil
+}
+
 // Restart implements httpapi.Sandboxes.
 func (f *Fake) Restart(ctx context.Context, tenantID, idOrName string) (store.Sandbox, error) {
 	return f.Start(ctx, tenantID, idOrName)

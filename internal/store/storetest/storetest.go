@@ -44,6 +44,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Events", testEvents},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"ConcurrentDuplicates", testConcurrentDuplicates},
+		{"Volumes", testVolumes},
+		{"VolumeUsers", testVolumeUsers},
 		{"Snapshots", testSnapshots},
 	}
 	for _, tt := range tests {
@@ -869,5 +871,127 @@ func testConcurrentDuplicates(t *testing.T, st store.Store) {
 	wg.Wait()
 	if ok != 1 || exists != n-1 || len(other) > 0 {
 		t.Errorf("racing creates of one name: %d succeeded, %d already existed, other errors %v; want 1, %d, none", ok, exists, other, n-1)
+	}
+}
+
+func testVolumes(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	mkTenant(t, st, "t1")
+	mkTenant(t, st, "t2")
+	v := store.Volume{ID: "v1", TenantID: "t1", Name: "data", SizeMB: 64, State: store.VolumeCreating, CreatedAt: base, UpdatedAt: base}
+	must(t, "CreateVolume", st.CreateVolume(ctx, v))
+	got, err := st.GetVolume(ctx, "t1", "v1")
+	must(t, "GetVolume", err)
+	if !got.CreatedAt.Equal(base) || got.CreatedAt.Location() != time.UTC {
+		t.Errorf("CreatedAt = %v, want %v in UTC", got.CreatedAt, base)
+	}
+	want := v
+	want.CreatedAt, want.UpdatedAt = base.UTC(), base.UTC()
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("GetVolume (-want +got):\n%s", d)
+	}
+	if g, err := st.GetVolumeByName(ctx, "t1", "data"); err != nil || g.ID != "v1" {
+		t.Errorf("GetVolumeByName = %+v, %v", g, err)
+	}
+	if g, err := st.GetVolume(ctx, "", "v1"); err != nil || g.ID != "v1" {
+		t.Errorf("GetVolume of any tenant = %+v, %v", g, err)
+	}
+	_, err = st.GetVolume(ctx, "t2", "v1")
+	wantKind(t, "GetVolume of another tenant", err, errdefs.ErrNotFound)
+	_, err = st.GetVolumeByName(ctx, "t2", "data")
+	wantKind(t, "GetVolumeByName of another tenant", err, errdefs.ErrNotFound)
+	// Names are unique per tenant only.
+	wantKind(t, "CreateVolume same name", st.CreateVolume(ctx, store.Volume{ID: "v2", TenantID: "t1", Name: "data", SizeMB: 1, State: store.VolumeReady}), errdefs.ErrAlreadyExists)
+	must(t, "CreateVolume other tenant", st.CreateVolume(ctx, store.Volume{ID: "v3", TenantID: "t2", Name: "data", SizeMB: 1, State: store.VolumeReady, CreatedAt: base.Add(time.Second)}))
+	must(t, "CreateVolume second", st.CreateVolume(ctx, store.Volume{ID: "v4", TenantID: "t1", Name: "more", SizeMB: 2, State: store.VolumeReady, CreatedAt: base.Add(2 * time.Second)}))
+	wantKind(t, "CreateVolume same id", st.CreateVolume(ctx, store.Volume{ID: "v4", TenantID: "t1", Name: "other", SizeMB: 2, State: store.VolumeReady}), errdefs.ErrAlreadyExists)
+
+	ids := func(l []store.Volume) []string {
+		var out []string
+		for _, v := range l {
+			out = append(out, v.ID)
+		}
+		return out
+	}
+	l, err := st.ListVolumes(ctx, "t1")
+	must(t, "ListVolumes", err)
+	if d := cmp.Diff([]string{"v1", "v4"}, ids(l)); d != "" {
+		t.Errorf("ListVolumes(t1) (-want +got):\n%s", d)
+	}
+	l, err = st.ListVolumes(ctx, "")
+	must(t, "ListVolumes all", err)
+	if d := cmp.Diff([]string{"v1", "v3", "v4"}, ids(l)); d != "" {
+		t.Errorf("ListVolumes(all) (-want +got):\n%s", d)
+	}
+	if l, err := st.ListVolumes(ctx, "nobody"); err != nil || l == nil || len(l) != 0 {
+		t.Errorf("ListVolumes of a tenant without volumes = %#v, %v; want an empty list", l, err)
+	}
+
+	v.State = store.VolumeReady
+	must(t, "UpdateVolume", st.UpdateVolume(ctx, v))
+	got, _ = st.GetVolume(ctx, "t1", "v1")
+	if got.State != store.VolumeReady || !got.UpdatedAt.After(base) || !got.CreatedAt.Equal(base) {
+		t.Errorf("after UpdateVolume: %+v", got)
+	}
+	wantKind(t, "UpdateVolume of another tenant", st.UpdateVolume(ctx, store.Volume{ID: "v1", TenantID: "t2", State: store.VolumeDeleting}), errdefs.ErrNotFound)
+	wantKind(t, "UpdateVolume missing", st.UpdateVolume(ctx, store.Volume{ID: "nope", State: store.VolumeDeleting}), errdefs.ErrNotFound)
+
+	must(t, "DeleteVolume", st.DeleteVolume(ctx, "v1"))
+	_, err = st.GetVolume(ctx, "", "v1")
+	wantKind(t, "GetVolume after delete", err, errdefs.ErrNotFound)
+	wantKind(t, "DeleteVolume again", st.DeleteVolume(ctx, "v1"), errdefs.ErrNotFound)
+	// The name is free again.
+	must(t, "CreateVolume reusing the name", st.CreateVolume(ctx, store.Volume{ID: "v5", TenantID: "t1", Name: "data", SizeMB: 1, State: store.VolumeReady}))
+}
+
+func testVolumeUsers(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	mkTenant(t, st, "t1")
+	mounts := []store.VolumeMount{
+		{VolumeID: "va", Volume: "a", MountPath: "/data"},
+		{VolumeID: "vb", Volume: "b", MountPath: "/ro", Subpath: "x/y", ReadOnly: true},
+	}
+	s1 := sandbox("s1", "t1", "one", -1)
+	s1.Volumes = mounts
+	must(t, "CreateSandbox s1", st.CreateSandbox(ctx, s1))
+	got, err := st.GetSandbox(ctx, "t1", "s1")
+	must(t, "GetSandbox", err)
+	if d := cmp.Diff(mounts, got.Volumes); d != "" {
+		t.Errorf("Volumes round trip (-want +got):\n%s", d)
+	}
+	s2 := sandbox("s2", "t1", "two", -1)
+	s2.CreatedAt = base.Add(time.Second)
+	s2.Volumes = mounts[:1]
+	must(t, "CreateSandbox s2", st.CreateSandbox(ctx, s2))
+	s3 := sandbox("s3", "t1", "three", -1)
+	must(t, "CreateSandbox s3", st.CreateSandbox(ctx, s3))
+	if got, _ := st.GetSandbox(ctx, "t1", "s3"); got.Volumes != nil {
+		t.Errorf("a sandbox without volumes reads back %#v", got.Volumes)
+	}
+	users := func(vol string) []string {
+		t.Helper()
+		u, err := st.VolumeUsers(ctx, vol)
+		must(t, "VolumeUsers "+vol, err)
+		return u
+	}
+	if d := cmp.Diff([]string{"s1", "s2"}, users("va")); d != "" {
+		t.Errorf("users of va (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"s1"}, users("vb")); d != "" {
+		t.Errorf("users of vb (-want +got):\n%s", d)
+	}
+	if u := users("vc"); len(u) != 0 {
+		t.Errorf("users of an unused volume: %v", u)
+	}
+	// Mounts change with the record, and a destroyed sandbox uses nothing.
+	s1.Volumes = mounts[1:]
+	must(t, "UpdateSandbox", st.UpdateSandbox(ctx, s1))
+	if d := cmp.Diff([]string{"s2"}, users("va")); d != "" {
+		t.Errorf("users of va after update (-want +got):\n%s", d)
+	}
+	s2.State = store.StateDestroyed
+	must(t, "UpdateSandbox destroyed", st.UpdateSandbox(ctx, s2))
+	if u := users("va"); len(u) != 0 {
+		t.Errorf("users of va after its user was destroyed: %v", u)
 	}
 }
