@@ -356,3 +356,28 @@ func TestSnapshotKill9(t *testing.T) {
 	}
 	leakCheck(t)
 }
+
+// TestCloneSharesVolumes: a clone mounts its source's volumes (shared, not
+// copied): what one writes there the other reads.
+func TestCloneSharesVolumes(t *testing.T) {
+	volumeSetup(t)
+	c := admin
+	ctx := t.Context()
+	v := createVolume(t, c, "clone-shared", 32)
+	src := create(t, c, sbx.CreateSandboxRequest{Volumes: []sbx.VolumeMount{{Volume: v.Name, MountPath: "/data"}}})
+	execOK(t, c, src.ID, "sh", "-c", "echo from-src > /data/f")
+	cl, err := c.CloneSandbox(ctx, src.ID, sbx.CloneRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.DeleteSandbox(context.WithoutCancel(ctx), cl.ID) })
+	if len(cl.Volumes) != 1 || cl.Volumes[0].MountPath != "/data" {
+		t.Errorf("the clone's volumes: %+v", cl.Volumes)
+	}
+	if got := execOK(t, c, cl.ID, "sh", "-c", "cat /data/f; echo from-clone > /data/g"); got != "from-src\n" {
+		t.Errorf("the volume in the clone: %q", got)
+	}
+	if got := execOK(t, c, src.ID, "cat", "/data/g"); got != "from-clone\n" {
+		t.Errorf("the clone's write in the shared volume, from the source: %q", got)
+	}
+}
