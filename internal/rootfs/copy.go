@@ -157,6 +157,35 @@ func scan(ctx context.Context, f *os.File, size int64, sum *checksummer, fn func
 	})
 }
 
+// Prefetch reads the data of the image at path into the page cache (and
+// drops it), so that a copy made just after, while its sandbox is frozen,
+// reads from memory instead of the disk.
+func Prefetch(ctx context.Context, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, chunkSize)
+	return dataSegments(f, fi.Size(), func(off, end int64) error {
+		for off < end {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			n, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
+			if n == 0 || (err != nil && !errors.Is(err, io.EOF)) {
+				return err
+			}
+			off += int64(n)
+		}
+		return nil
+	})
+}
+
 // Checksum computes the checksum of the image at path.
 func Checksum(ctx context.Context, path string) (string, int64, error) {
 	f, err := os.Open(path)

@@ -11,8 +11,10 @@ package sandbox
 //	dir/freeze                   present while the sandbox's cgroup is frozen
 //
 // Taking a snapshot of a started sandbox: fstrim the mounted layer (deleted
-// blocks become holes), write dir/freeze, freeze the cgroup, syncfs the
-// layer, copy disk.img, thaw, remove dir/freeze. The copy is therefore of a
+// blocks become holes), read the image's data once into the page cache,
+// write dir/freeze, freeze the cgroup, syncfs the layer, copy disk.img's
+// non-zero blocks (from memory, mostly), thaw, remove dir/freeze; then
+// checksum the copy, fsync it and rename it into place. The copy is therefore of a
 // filesystem whose writers are all stopped and whose dirty data is on the
 // image: what a power cut at that instant would leave, which ext4's journal
 // makes whole again at the next mount. A stopped sandbox's image is copied
@@ -76,6 +78,9 @@ func (s *Service) copyLayer(ctx context.Context, sb store.Sandbox, dst string) (
 	if err := rootfs.TrimMounted(dir); err != nil {
 		// Only makes the copy bigger.
 		s.log.Debug("trimming the writable layer before a copy", "sandbox", sb.ID, "err", err)
+	}
+	if err := rootfs.Prefetch(ctx, rootfs.DiskImage(dir)); err != nil {
+		return rootfs.CopyResult{}, st, err
 	}
 	cg := s.cgroupPath(sb.ID)
 	frozen := false
