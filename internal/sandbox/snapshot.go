@@ -38,6 +38,10 @@ import (
 	"github.com/sbx-sh/sbx/internal/store"
 )
 
+// freezeTimeout bounds the wait for a sandbox's tasks to freeze (a task in
+// an uninterruptible sleep delays it) and to thaw.
+const freezeTimeout = 5 * time.Second
+
 // DefaultMaxSnapshots is the default of Config.MaxSnapshots.
 const DefaultMaxSnapshots = 16
 
@@ -88,8 +92,14 @@ func (s *Service) copyLayer(ctx context.Context, sb store.Sandbox, dst string) (
 		if err := os.WriteFile(s.freezeMarker(sb.ID), nil, 0o600); err != nil {
 			return rootfs.CopyResult{}, st, err
 		}
-		if err := s.cfg.Cgroups.Freeze(ctx, cg); err != nil {
+		fctx, cancel := context.WithTimeout(ctx, freezeTimeout)
+		err := s.cfg.Cgroups.Freeze(fctx, cg)
+		cancel()
+		if err != nil {
 			s.thaw(sb.ID)
+			if fctx.Err() != nil && ctx.Err() == nil {
+				return rootfs.CopyResult{}, st, errdefs.Publicf(errdefs.ErrUnavailable, "the sandbox could not be frozen within %s for a consistent copy: try again", freezeTimeout)
+			}
 			return rootfs.CopyResult{}, st, fmt.Errorf("freezing the sandbox: %w", err)
 		}
 		frozen = true
@@ -118,7 +128,9 @@ func (s *Service) copyLayer(ctx context.Context, sb store.Sandbox, dst string) (
 // thaw lets a sandbox frozen for a copy run again and removes the marker
 // that tells Recover to do so.
 func (s *Service) thaw(id string) {
-	if err := s.cfg.Cgroups.Thaw(context.WithoutCancel(s.ctx), s.cgroupPath(id)); err != nil {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), freezeTimeout)
+	defer cancel()
+	if err := s.cfg.Cgroups.Thaw(ctx, s.cgroupPath(id)); err != nil {
 		s.log.Error("thawing the sandbox", "sandbox", id, "err", err)
 		return
 	}
