@@ -86,6 +86,7 @@ func main() {
 		table(os.Stdout, title, crun, []*sample{sbx, crun, runc})
 	}
 	networkRows(ctx, os.Stdout, d, "bench/busybox:latest", *runtimeClass, *n)
+	previewRows(ctx, os.Stdout, d, "bench/busybox:latest", *runtimeClass, *n)
 	exec1 := &sample{name: "sbx exec `true` round trip"}
 	execWS := &sample{name: "sbx exec `true` over WebSocket"}
 	up := &sample{name: "sbx upload 1 MiB file"}

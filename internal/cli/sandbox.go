@@ -86,6 +86,7 @@ func sandboxCommands(g *globals) []*cobra.Command {
 	netFlags.policyFlags(f)
 	lcFlags.add(f)
 	f.StringArrayVarP(&volumes, "volume", "v", nil, volumeFlagHelp)
+	f.BoolVar(&req.Public, "public", false, "serve preview URLs without a token")
 
 	var lsLabels, lsStates []string
 	var all bool
@@ -324,5 +325,5 @@ With -t the command runs on a terminal in the sandbox, wired to this one
 			})
 		},
 	}
-	return []*cobra.Command{create, ls, inspect, start, stop, restart, rm, resize, labelCmd, execCmd, logs, events, networkCommand(g)}
+	return []*cobra.Command{create, ls, inspect, start, stop, restart, rm, resize, labelCmd, execCmd, logs, events, networkCommand(g), previewCommand(g)}
 }

@@ -29,6 +29,7 @@ func Commands() []*cobra.Command {
 		netMode  string
 		// lcInterval is how often the lifecycle timers run.
 		lcInterval time.Duration
+		prevDom    string
 	)
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -76,6 +77,9 @@ func Commands() []*cobra.Command {
 			if f.Changed("lifecycle-interval") {
 				cfg.Lifecycle.Interval.Duration = lcInterval
 			}
+			if f.Changed("preview-domain") {
+				cfg.Preview.Domain = prevDom
+			}
 			if f.Changed("allow-vulnerable-runtime") {
 				cfg.AllowVulnerableRuntime = allowVul
 			}
@@ -101,6 +105,7 @@ func Commands() []*cobra.Command {
 	f.StringVar(&table, "network-table", def.Network.Table, "nftables table (inet) of sbx's rules")
 	f.StringVar(&subnet, "network-subnet", def.Network.Subnet, "IPv4 subnet of bridged sandboxes")
 	f.StringVar(&netMode, "network-default-mode", def.Network.DefaultMode, "none or bridge: network of a sandbox that asks for none")
+	f.StringVar(&prevDom, "preview-domain", def.Preview.Domain, "host form of preview URLs: {port}-{id}.DOMAIN (default preview.localhost:<listen port>)")
 	f.BoolVar(&allowVul, "allow-vulnerable-runtime", false, "start even with a runtime version that has known escapes")
 	f.DurationVar(&lcInterval, "lifecycle-interval", def.Lifecycle.Interval.Duration, "how often auto-stop/archive/delete timers are checked")
 

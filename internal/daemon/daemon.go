@@ -36,6 +36,7 @@ import (
 	"github.com/sbx-sh/sbx/internal/idmap"
 	"github.com/sbx-sh/sbx/internal/image"
 	"github.com/sbx-sh/sbx/internal/network"
+	"github.com/sbx-sh/sbx/internal/preview"
 	"github.com/sbx-sh/sbx/internal/runtime"
 	"github.com/sbx-sh/sbx/internal/sandbox"
 	"github.com/sbx-sh/sbx/internal/store"
@@ -59,6 +60,7 @@ type Daemon struct {
 
 	lock    *os.File
 	network *network.Linux
+	preview *preview.Service
 }
 
 // New opens everything the daemon needs. adminKeyOut receives the admin
@@ -212,6 +214,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 	if err := svc.Recover(ctx); err != nil {
 		return nil, err
 	}
+	prev, err := newPreview(cfg, svc, st, log)
+	if err != nil {
+		return nil, err
+	}
+	d.preview = prev
 	native := httpapi.New(httpapi.Config{
 		Sandboxes: svc,
 		Volumes:   vols,
@@ -219,6 +226,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		Auth:      d.Auth,
 		Log:       log,
 		Version:   Version,
+
+		Previews:       prev,
+		PreviewBaseURL: cfg.Preview.BaseURL,
 
 		MaxExecOutput: cfg.Toolbox.MaxExecOutputMB << 20,
 		MaxUploadSize: cfg.Toolbox.MaxUploadMB << 20,
@@ -233,11 +243,36 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		Log:           log.With("api", "daytona"),
 		MaxExecOutput: cfg.Toolbox.MaxExecOutputMB << 20,
 		MaxUploadSize: cfg.Toolbox.MaxUploadMB << 20,
+		Previews:      prev,
 	}))
 	mux.Handle("/", native)
-	d.Handler = accessLog(log, mux)
+	// Preview hosts ({port}-{id}.{domain}) and /preview/ paths go to the
+	// preview proxy before any API route is looked at.
+	d.Handler = accessLog(log, prev.Handler(mux))
 	ok = true
 	return d, nil
+}
+
+// newPreview sets up preview URLs: the daemon's preview secret lives in
+// the state directory, so tokens outlive restarts.
+func newPreview(cfg config.Config, svc *sandbox.Service, st store.Store, log *slog.Logger) (*preview.Service, error) {
+	key, err := preview.LoadKey(filepath.Join(cfg.StateDir, "preview.key"))
+	if err != nil {
+		return nil, err
+	}
+	domain := cfg.Preview.Domain
+	if domain == "" {
+		_, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
+		}
+		domain = "preview.localhost:" + port
+	}
+	return preview.New(preview.Config{
+		Sandboxes: svc, Revocations: st, Key: key, Domain: domain, Scheme: cfg.Preview.Scheme,
+		WriteError: httpapi.PreviewErrorWriter(log.With("transport", "preview")),
+		Log:        log.With("transport", "preview"),
+	}), nil
 }
 
 func adminTenant(ctx context.Context, a *auth.Service) (string, error) {
@@ -339,6 +374,9 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close releases the daemon's resources; sandboxes keep running.
 func (d *Daemon) Close() error {
+	if d.preview != nil {
+		d.preview.Close()
+	}
 	if d.Sandboxes != nil {
 		d.Sandboxes.Close()
 	}

@@ -54,6 +54,7 @@ func toSandbox(s store.Sandbox) sbx.Sandbox {
 		Network:   toNetwork(s.Network),
 		Lifecycle: toLifecycle(s.Lifecycle),
 		Volumes:   toVolumeMounts(s.Volumes),
+		Public:    s.Public,
 		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(), StartedAt: utcPtr(s.StartedAt),
 	}
 }

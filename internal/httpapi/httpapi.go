@@ -50,6 +50,7 @@ type Sandboxes interface {
 	SetLifecycle(ctx context.Context, tenantID, idOrName string, o sandbox.LifecycleOptions) (store.Sandbox, error)
 	Keepalive(ctx context.Context, tenantID, idOrName string, d time.Duration) (store.Sandbox, error)
 	Metrics(ctx context.Context, tenantID, idOrName string) (sandbox.Metrics, error)
+	SetPublic(ctx context.Context, tenantID, idOrName string, public bool) (store.Sandbox, error)
 	Logs(ctx context.Context, tenantID, idOrName string, follow bool) (io.ReadCloser, error)
 	Events(ctx context.Context, tenantID, idOrName string, afterSeq int64) ([]store.Event, error)
 	// Agent returns the agent of a started sandbox (ErrConflict when it
@@ -119,6 +120,11 @@ type Config struct {
 	Auth    Auth
 	Log     *slog.Logger // nil: discard
 	Version string       // reported by /healthz
+	// Previews mints preview links (nil: the preview routes answer 503).
+	Previews Previews
+	// PreviewBaseURL is the daemon's address for path-form preview
+	// links ("" takes the address each request came to).
+	PreviewBaseURL string
 
 	// MaxExecOutput caps each stream of a buffered exec answer; 0 means
 	// DefaultMaxExecOutput.
@@ -210,6 +216,7 @@ func New(cfg Config) http.Handler {
 	h.sessionRoutes(route)
 
 	h.volumeRoutes(route)
+	h.previewRoutes(route)
 	h.snapshotRoutes(route)
 
 	route("GET /v1/images", h.listImages)

@@ -44,7 +44,7 @@ func (h *handler) createSandbox(w http.ResponseWriter, r *http.Request, t store.
 	opts := sandbox.CreateOptions{
 		TenantID: t.ID, Name: req.Name, Image: req.Image, Runtime: req.Runtime,
 		Env: req.Env, Labels: req.Labels, User: req.User, Workdir: req.Workdir,
-		Entrypoint: req.Entrypoint, Cmd: req.Cmd,
+		Entrypoint: req.Entrypoint, Cmd: req.Cmd, Public: req.Public,
 		Volumes: volumeOptions(req.Volumes),
 	}
 	if n := req.Network; n != nil {

@@ -24,6 +24,8 @@ type CreateOptions struct {
 	Lifecycle *LifecycleOptions
 	// Volumes are mounted at every start, in this order.
 	Volumes []VolumeOptions
+	// Public serves the sandbox's preview URLs without a token.
+	Public bool
 }
 
 // ResizeOptions change a sandbox's limits; zero fields stay as they are.

@@ -335,6 +335,7 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 		Network:     nw,
 		Lifecycle:   lc,
 		Volumes:     vols,
+		Public:      opts.Public,
 		CreatedAt:   now,
 		UpdatedAt:   now,
 	}
@@ -923,6 +924,23 @@ func (s *Service) SetLabels(ctx context.Context, tenantID, idOrName string, labe
 	defer unlock()
 	sb.Labels = labels
 	s.setState(&sb, sb.State, "")
+	return sb, nil
+}
+
+// SetPublic makes a sandbox's preview URLs need a token (false) or not
+// (true). It takes effect on the next preview request.
+func (s *Service) SetPublic(ctx context.Context, tenantID, idOrName string, public bool) (store.Sandbox, error) {
+	sb, unlock, err := s.getLocked(ctx, tenantID, idOrName)
+	if err != nil {
+		return sb, err
+	}
+	defer unlock()
+	if sb.Public == public {
+		return sb, nil
+	}
+	sb.Public = public
+	s.setState(&sb, sb.State, "")
+	s.event(sb, "public", "", "", fmt.Sprintf("public=%t", public))
 	return sb, nil
 }
 

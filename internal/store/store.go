@@ -109,6 +109,7 @@ type Sandbox struct {
 	Network     Network           `json:"network"`
 	Lifecycle   Lifecycle         `json:"lifecycle"`
 	Volumes     []VolumeMount     `json:"volumes,omitempty"`
+	Public      bool              `json:"public,omitempty"` // preview URLs need no token
 	CreatedAt   time.Time         `json:"created_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`
 	StartedAt   *time.Time        `json:"started_at,omitempty"`
@@ -275,6 +276,14 @@ type Store interface {
 	// ListEvents returns a sandbox's events with Seq > afterSeq, oldest first.
 	ListEvents(ctx context.Context, tenantID, sandboxID string, afterSeq int64, limit int) ([]Event, error)
 
+	// RevokePreviewToken records a signed preview token as revoked
+	// until its expiry (revoking one twice is no error) and prunes the
+	// revocations whose tokens have expired since.
+	RevokePreviewToken(ctx context.Context, r PreviewRevocation) error
+	// PreviewTokenRevoked reports whether the signed preview token with
+	// this ID was revoked.
+	PreviewTokenRevoked(ctx context.Context, tokenID string) (bool, error)
+
 	// CreateSnapshot inserts a snapshot record; a name already used by a
 	// snapshot of the same sandbox gives ErrAlreadyExists.
 	CreateSnapshot(ctx context.Context, sn Snapshot) error
@@ -289,4 +298,12 @@ type Store interface {
 	DeleteSandboxSnapshots(ctx context.Context, sandboxID string) error
 
 	Close() error
+}
+
+// PreviewRevocation is a revoked signed preview token, kept until it
+// would have expired anyway.
+type PreviewRevocation struct {
+	TokenID   string    `json:"token_id"`
+	SandboxID string    `json:"sandbox_id"`
+	ExpiresAt time.Time `json:"expires_at"`
 }

@@ -49,6 +49,7 @@ type Sandbox struct {
 	ExitCode  *int          `json:"exit_code,omitempty"`
 	OOMKills  int           `json:"oom_kills"`
 	Network   Network       `json:"network"`
+	Public    bool          `json:"public"` // preview URLs need no token
 	Lifecycle Lifecycle     `json:"lifecycle"`
 	Volumes   []VolumeMount `json:"volumes"`
 	CreatedAt time.Time     `json:"created_at"`
@@ -75,6 +76,8 @@ type CreateSandboxRequest struct {
 	Lifecycle *LifecyclePolicy `json:"lifecycle,omitempty"`
 	// Volumes are mounted into the sandbox at every start.
 	Volumes []VolumeMount `json:"volumes,omitempty"`
+	// Public serves the sandbox's preview URLs without a token.
+	Public bool `json:"public,omitempty"`
 }
 
 // LifecyclePolicy is a sandbox's automatic stop, archive and delete, in

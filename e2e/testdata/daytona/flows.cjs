@@ -323,6 +323,53 @@ async function flow4(sb) {
   check(killed.exitCode !== 0, 'a killed PTY exits non-zero', killed);
 }
 
+// rawGet sends GET path to the daemon with Host host (the preview URL's:
+// no wildcard DNS here) and resolves to {status, body}.
+function rawGet(host, path, headers = {}) {
+  const http = require('node:http');
+  const api = new URL(apiUrl);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: api.hostname, port: api.port, path, headers: { ...headers, Host: host } },
+      (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function flow5(sb) {
+  begin('flow 5: preview links');
+  await sb.process.executeCommand(
+    "sh -c 'mkdir -p /tmp/www && echo hello-daytona > /tmp/www/index.html && " +
+      "(python3 -m http.server 8123 --bind 127.0.0.1 --directory /tmp/www >/dev/null 2>&1 &)'",
+  );
+  const link = await sb.getPreviewLink(8123);
+  check(link.url.startsWith(`http://8123-${sb.id}.`), 'host-form url', link);
+  check(typeof link.token === 'string' && link.token.length === 32, 'token', link);
+  const host = new URL(link.url).host;
+  const tok = { 'X-Daytona-Preview-Token': link.token };
+  await until(async () => (await rawGet(host, '/', tok)).status === 200, 'the server behind the preview', 15000);
+  const page = await rawGet(host, '/', tok);
+  check(page.body.includes('hello-daytona'), 'the page through the preview', page);
+  check((await rawGet(host, '/')).status === 401, 'no token: 401');
+  const q = await rawGet(host, `/?DAYTONA_SANDBOX_AUTH_KEY=${link.token}`);
+  check(q.status === 307, 'the query token sets a cookie and redirects', q.status);
+
+  begin('flow 5: signed preview url');
+  const signed = await sb.getSignedPreviewUrl(8123, 120);
+  check(signed.port === 8123 && signed.url.includes(signed.token), 'signed url', signed);
+  const ok = await rawGet(host, '/', { 'X-Daytona-Preview-Token': signed.token });
+  check(ok.status === 200, 'the signed token opens the port', ok);
+  await sb.expireSignedPreviewUrl(8123, signed.token);
+  const gone = await rawGet(host, '/', { 'X-Daytona-Preview-Token': signed.token });
+  check(gone.status === 403, 'an expired signed token is refused', gone);
+}
+
 async function main() {
   const daytona = new Daytona({ apiKey: process.env.SBX_API_KEY, apiUrl, target: 'local' });
   let sb;
@@ -330,6 +377,7 @@ async function main() {
     sb = await flow1(daytona);
     await flow2(daytona, sb);
     await flow4(sb);
+    await flow5(sb);
     begin('delete');
     await sb.delete();
     await rejects(daytona.get(sb.id), DaytonaNotFoundError, 'get after delete');

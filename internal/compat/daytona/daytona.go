@@ -92,6 +92,9 @@ type Config struct {
 	// MaxUploadSize caps each file of a bulk upload; 0 means
 	// DefaultMaxUploadSize.
 	MaxUploadSize int64
+	// Previews mints preview links (nil: the preview-url routes answer
+	// 503).
+	Previews Previews
 }
 
 type handler struct {

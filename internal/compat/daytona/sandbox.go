@@ -18,7 +18,7 @@ import (
 
 // SandboxDTO is Daytona's Sandbox object, with every field the SDK copies
 // onto its Sandbox. Fields sbx has no notion of carry Daytona's neutral
-// values (no GPU, no backup, not public).
+// values (no GPU, no backup).
 type SandboxDTO struct {
 	ID             string            `json:"id"`
 	OrganizationID string            `json:"organizationId"`
@@ -117,7 +117,7 @@ func toSandboxDTO(s store.Sandbox, toolbox string) SandboxDTO {
 	l := s.Lifecycle
 	return SandboxDTO{
 		ID: s.ID, OrganizationID: s.TenantID, Name: s.Name, Snapshot: s.Image, User: user,
-		Env: orEmpty(s.Env), Labels: orEmpty(s.Labels), Target: "local",
+		Env: orEmpty(s.Env), Labels: orEmpty(s.Labels), Target: "local", Public: s.Public,
 		CPU: s.Resources.CPU, Memory: gib(s.Resources.MemoryMB), Disk: gib(s.Resources.DiskMB),
 		State: toState(s.State), DesiredState: toDesiredState(s), ErrorReason: s.ErrorReason,
 		BackupState: "None",
@@ -144,6 +144,7 @@ func (h *handler) controlRoutes() {
 	h.route("POST /sandbox/{id}/autoarchive/{m}", h.setInterval)
 	h.route("POST /sandbox/{id}/autodelete/{m}", h.setInterval)
 	h.route("POST /sandbox/{id}/last-activity", h.lastActivity)
+	h.previewRoutes()
 	// Accepted and not recorded: sbx has no pause or TTL.
 	for _, p := range []string{"autopause/{m}", "ttl/{m}"} {
 		h.route("POST /sandbox/{id}/"+p, h.acceptNoop)
@@ -278,6 +279,7 @@ type createRequest struct {
 	AutoStop         *int             `json:"autoStopInterval"`
 	AutoArchive      *int             `json:"autoArchiveInterval"`
 	AutoDelete       *int             `json:"autoDeleteInterval"`
+	Public           bool             `json:"public"`
 }
 
 func invalidf(format string, args ...any) error {
@@ -306,7 +308,7 @@ func imageOfDockerfile(df string, contextHashes []string) (string, error) {
 // toCreateOptions translates a create request.
 func toCreateOptions(req createRequest, tenantID string) (sandbox.CreateOptions, error) {
 	opts := sandbox.CreateOptions{TenantID: tenantID, Name: req.Name, Image: req.Snapshot, Env: req.Env, Labels: req.Labels, User: req.User,
-		Volumes: fromVolumeMounts(req.Volumes)}
+		Volumes: fromVolumeMounts(req.Volumes), Public: req.Public}
 	if req.BuildInfo != nil {
 		if req.Snapshot != "" {
 			return opts, invalidf("give either snapshot or image, not both")

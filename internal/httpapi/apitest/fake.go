@@ -61,6 +61,7 @@ type Fake struct {
 	errs      map[string]error
 	closed    []string // IDs of sandboxes whose exec was abandoned
 	agents    map[string]*fakeAgent
+	touches   map[string]int
 	snapshots map[string][]store.Snapshot // by sandbox ID, oldest first (snapshots.go)
 	// AdminID is the admin tenant's ID.
 	AdminID string
@@ -87,7 +88,7 @@ func NewFake() *Fake {
 		now: Epoch, tenants: map[string]store.Tenant{}, keys: map[string]store.APIKey{},
 		sandboxes: map[string]store.Sandbox{}, logs: map[string]string{},
 		images: map[string]map[string]image.Image{}, errs: map[string]error{},
-		agents: map[string]*fakeAgent{},
+		agents: map[string]*fakeAgent{}, touches: map[string]int{},
 	}
 	admin := f.addTenant("admin", store.Limits{}, true)
 	f.AdminID = admin.ID
@@ -253,12 +254,13 @@ func (f *Fake) event(sb store.Sandbox, from, to store.State, msg string) {
 		Type: "state", From: from, To: to, Message: msg, Time: f.now})
 }
 
+// get finds a sandbox of the tenant ("" = of any tenant, as the store).
 func (f *Fake) get(tenantID, idOrName string) (store.Sandbox, error) {
-	if sb, ok := f.sandboxes[idOrName]; ok && sb.TenantID == tenantID {
+	if sb, ok := f.sandboxes[idOrName]; ok && (tenantID == "" || sb.TenantID == tenantID) {
 		return sb, nil
 	}
 	for _, sb := range f.sandboxes {
-		if sb.TenantID == tenantID && sb.Name == idOrName {
+		if (tenantID == "" || sb.TenantID == tenantID) && sb.Name == idOrName {
 			return sb, nil
 		}
 	}
@@ -332,7 +334,7 @@ func (f *Fake) Create(ctx context.Context, o sandbox.CreateOptions) (store.Sandb
 		Runtime: o.Runtime, State: store.StateStarted, Desired: store.StateStarted,
 		Env: o.Env, Labels: o.Labels, Resources: r, User: o.User, Workdir: o.Workdir,
 		Entrypoint: o.Entrypoint, Cmd: o.Cmd, UIDSlot: f.seq, CreatedAt: now, UpdatedAt: now, StartedAt: &now,
-		Network: store.Network{Mode: "none"},
+		Network: store.Network{Mode: "none"}, Public: o.Public,
 	}
 	if n := o.Network; n != nil && n.Mode == "bridge" {
 		p, err := network.ParsePolicy(n.BlockAll, n.Allow, n.Deny)
@@ -556,6 +558,28 @@ func (f *Fake) SetLabels(ctx context.Context, tenantID, idOrName string, labels 
 		sb.Labels = labels
 		return nil
 	})
+}
+
+// SetPublic implements httpapi.Sandboxes.
+func (f *Fake) SetPublic(ctx context.Context, tenantID, idOrName string, public bool) (store.Sandbox, error) {
+	return f.transition(tenantID, idOrName, "SetPublic", func(sb *store.Sandbox) error {
+		sb.Public = public
+		return nil
+	})
+}
+
+// Touch records activity (preview.Sandboxes); Touches counts it.
+func (f *Fake) Touch(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.touches[id]++
+}
+
+// Touches is how many times Touch was called for id.
+func (f *Fake) Touches(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.touches[id]
 }
 
 // SetNetworkPolicy implements httpapi.Sandboxes.

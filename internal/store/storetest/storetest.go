@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UsedUIDSlots", testUsedUIDSlots},
 		{"Network", testNetwork},
 		{"Lifecycle", testLifecycle},
+		{"Preview", testPreview},
 		{"Pagination", testPagination},
 		{"PaginationCap", testPaginationCap},
 		{"Events", testEvents},
@@ -591,6 +592,47 @@ func testNetwork(t *testing.T, st store.Store) {
 	if diff := cmp.Diff([]string{"10.88.0.2"}, ips); diff != "" {
 		t.Errorf("UsedIPs after changes (-want +got):\n%s", diff)
 	}
+}
+
+func testPreview(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	mkTenant(t, st, "t1")
+	a := sandbox("s1", "t1", "one", -1)
+	a.Public = true
+	must(t, "CreateSandbox", st.CreateSandbox(ctx, a))
+	got, err := st.GetSandbox(ctx, "", "s1")
+	must(t, "GetSandbox", err)
+	if !got.Public {
+		t.Error("Public lost on create")
+	}
+	got.Public = false
+	must(t, "UpdateSandbox", st.UpdateSandbox(ctx, got))
+	if got, _ = st.GetSandbox(ctx, "", "s1"); got.Public {
+		t.Error("Public not cleared on update")
+	}
+
+	revoked := func(id string) bool {
+		t.Helper()
+		ok, err := st.PreviewTokenRevoked(ctx, id)
+		must(t, "PreviewTokenRevoked", err)
+		return ok
+	}
+	if revoked("tok1") {
+		t.Error("a token never revoked is revoked")
+	}
+	later := time.Now().Add(time.Hour)
+	must(t, "RevokePreviewToken", st.RevokePreviewToken(ctx, store.PreviewRevocation{TokenID: "tok1", SandboxID: "s1", ExpiresAt: later}))
+	must(t, "RevokePreviewToken twice", st.RevokePreviewToken(ctx, store.PreviewRevocation{TokenID: "tok1", SandboxID: "s1", ExpiresAt: later}))
+	if !revoked("tok1") {
+		t.Error("revoked token not revoked")
+	}
+	// A revocation of an already expired token is pruned by the next one.
+	must(t, "RevokePreviewToken", st.RevokePreviewToken(ctx, store.PreviewRevocation{TokenID: "old", SandboxID: "s1", ExpiresAt: time.Now().Add(-time.Hour)}))
+	must(t, "RevokePreviewToken", st.RevokePreviewToken(ctx, store.PreviewRevocation{TokenID: "tok2", SandboxID: "s1", ExpiresAt: later}))
+	if revoked("old") || !revoked("tok1") || !revoked("tok2") {
+		t.Error("pruning removed the wrong revocations")
+	}
+	wantKind(t, "empty token id", st.RevokePreviewToken(ctx, store.PreviewRevocation{SandboxID: "s1", ExpiresAt: later}), errdefs.ErrInvalidArgument)
 }
 
 // pageAll lists every page of f and checks that each page but the last is full.
