@@ -29,6 +29,8 @@ func main() {
 	sbxBin := flag.String("sbx", "bin/sbx", "sbx binary to benchmark")
 	code := flag.Bool("code", true, "also measure code runs (builds the Debian code image once, cached in /var/lib/sbx/cache)")
 	runtimeClass := flag.String("runtime", "", "runtime class for sbx sandboxes (default: the daemon's)")
+	snapshots := flag.Int("snapshots", 5, "runs of the state-snapshot measurement (500 MiB written; 0 skips it)")
+	onlySnapshots := flag.Bool("only-snapshots", false, "measure state snapshots only")
 	archiveMiB := flag.Int("archive-mib", 500, "size of the writable layer in the archive/restore measurement (0 skips it)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
@@ -65,6 +67,10 @@ func main() {
 		}
 	}
 
+	if *onlySnapshots {
+		snapshotBench(ctx, os.Stdout, d, "bench/busybox:latest", *runtimeClass, *snapshots, 500)
+		return
+	}
 	// Warm the caches once so the first sample is not an outlier of disk reads.
 	d.cycle(ctx, "bench/busybox:latest", *runtimeClass)
 
@@ -109,6 +115,7 @@ func main() {
 	if *code {
 		codeBench(ctx, d, work, *n)
 	}
+	snapshotBench(ctx, os.Stdout, d, "bench/busybox:latest", *runtimeClass, *snapshots, 500)
 	if cg, err := cgroup.Detect("/sys/fs/cgroup"); err == nil {
 		cg.Remove("/sbx-bench")
 	}

@@ -106,6 +106,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(sandboxCommands(g)...)
 	root.AddCommand(lifecycleCommands(g)...)
 	root.AddCommand(cpCommand(g))
+	root.AddCommand(snapshotCommand(g), cloneCommand(g), resetCommand(g))
 
 	root.AddCommand(runCommand(g), contextCommand(g))
 	root.AddCommand(imageCommand(g), tenantCommand(g), keyCommand(g), versionCommand(g))

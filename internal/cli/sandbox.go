@@ -157,9 +157,27 @@ func sandboxCommands(g *globals) []*cobra.Command {
 		return g.client().StopSandbox(cmd.Context(), id, secs(*grace))
 	})
 	stop.Flags().Float64Var(grace, "grace", 0, "seconds between SIGTERM and SIGKILL (default: the daemon's)")
-	restart := lifecycle("restart", "Restart sandboxes", func(cmd *cobra.Command, id string) (sbx.Sandbox, error) {
-		return g.client().RestartSandbox(cmd.Context(), id)
+	var (
+		restartEnv []string
+		restartRes sbx.Resources
+	)
+	restart := lifecycle("restart", "Restart sandboxes (with --env or resource flags: changed at the new start)", func(cmd *cobra.Command, id string) (sbx.Sandbox, error) {
+		env, err := kv(restartEnv, "--env")
+		if err != nil {
+			return sbx.Sandbox{}, err
+		}
+		if len(env) == 0 && restartRes == (sbx.Resources{}) {
+			return g.client().RestartSandbox(cmd.Context(), id)
+		}
+		req := sbx.RestartRequest{Env: env}
+		if restartRes != (sbx.Resources{}) {
+			r := restartRes
+			req.Resources = &r
+		}
+		return g.client().RestartSandboxWith(cmd.Context(), id, req)
 	})
+	restart.Flags().StringArrayVarP(&restartEnv, "env", "e", nil, "environment variable KEY=VALUE, set at the new start (repeatable)")
+	resourceFlags(restart, &restartRes)
 	rm := lifecycle("rm", "Delete sandboxes and everything in them", func(cmd *cobra.Command, id string) (sbx.Sandbox, error) {
 		return sbx.Sandbox{ID: id}, g.client().DeleteSandbox(cmd.Context(), id)
 	})

@@ -47,6 +47,9 @@ type Config struct {
 
 	Toolbox Toolbox `toml:"toolbox" comment:"limits of exec, code runs, files and sessions"`
 	Pools   Pools   `toml:"pools" comment:"work done ahead of creates"`
+	// Snapshots bounds the state snapshots of sandboxes (they count
+	// against the host's disk: each is a sparse copy of a writable layer).
+	Snapshots Snapshots `toml:"snapshots" comment:"state snapshots of sandboxes"`
 
 	Network Network `toml:"network" comment:"sandbox networking: bridge, NAT and the egress policy in nftables"`
 
@@ -73,6 +76,11 @@ type Lifecycle struct {
 // Archive configures the archive store.
 type Archive struct {
 	Dir string `toml:"dir" comment:"local directory of the archive store (empty: <state_dir>/archive)"`
+}
+
+// Snapshots limits state snapshots.
+type Snapshots struct {
+	MaxPerSandbox int `toml:"max_per_sandbox" comment:"most snapshots one sandbox keeps"`
 }
 
 // Volumes limits named volumes.
@@ -184,6 +192,7 @@ func Default() Config {
 		CgroupParent: "/sbx",
 		Toolbox:      Toolbox{MaxUploadMB: 20480, MaxExecOutputMB: 10, MaxConcurrentExecs: 64},
 		Pools:        Pools{DiskImages: 8},
+		Snapshots:    Snapshots{MaxPerSandbox: 16},
 		Lifecycle: Lifecycle{AutoDeleteSeconds: -1, MaxKeepalive: Duration{24 * time.Hour},
 			Interval: Duration{10 * time.Second}},
 		Volumes: Volumes{MaxSizeMB: 100 << 10, MaxPerTenant: 100},
@@ -236,6 +245,9 @@ func (c Config) Validate() error {
 	}
 	if t := c.Toolbox; t.MaxUploadMB <= 0 || t.MaxExecOutputMB <= 0 || t.MaxConcurrentExecs <= 0 {
 		return fmt.Errorf("config: every [toolbox] limit must be positive")
+	}
+	if c.Snapshots.MaxPerSandbox < 1 || c.Snapshots.MaxPerSandbox > 1000 {
+		return fmt.Errorf("config: snapshots.max_per_sandbox must be between 1 and 1000")
 	}
 	if l := c.Lifecycle; l.AutoStopSeconds < 0 || l.AutoArchiveSeconds < 0 || l.AutoDeleteSeconds < -1 ||
 		l.MaxAutoStopSeconds < 0 || l.MaxAutoArchiveSeconds < 0 || l.MaxAutoDeleteSeconds < 0 {

@@ -199,6 +199,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		StopGrace:      cfg.StopGrace.Duration,
 		MaxExecs:       cfg.Toolbox.MaxConcurrentExecs,
 		DiskPool:       cfg.Pools.DiskImages,
+		MaxSnapshots:   cfg.Snapshots.MaxPerSandbox,
 		Network:        nw,
 		Volumes:        vols,
 		DefaultNetwork: store.Network{

@@ -220,6 +220,7 @@ func New(cfg Config) http.Handler {
 
 	h.volumeRoutes(route)
 	h.previewRoutes(route)
+	h.snapshotRoutes(route)
 
 	route("GET /v1/images", h.listImages)
 	route("POST /v1/images/pull", h.pullImage)

@@ -152,6 +152,14 @@ func (h *handler) stopSandbox(w http.ResponseWriter, r *http.Request, t store.Te
 }
 
 func (h *handler) restartSandbox(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	var req sbx.RestartRequest
+	if !h.decodeOrFail(w, r, &req, true) {
+		return
+	}
+	if len(req.Env) > 0 || req.Resources != nil {
+		h.restartWith(w, r, t, req)
+		return
+	}
 	sb, err := h.cfg.Sandboxes.Restart(r.Context(), t.ID, r.PathValue("id"))
 	h.answer(w, r, sb, err)
 }

@@ -24,7 +24,20 @@ import (
 //     never answered), starting/stopping/destroying complete;
 //   - runtime containers, sandbox directories, cgroups and networks
 //     (namespaces, veths, nftables chains) that belong to no live record are
-//     removed; stopped sandboxes keep their network (and address).
+//     removed; stopped sandboxes keep their network (and address);
+//   - copies cut short (snapshot.go, clone.go, reset.go) are finished or
+//     undone, before a sandbox is re-adopted: a sandbox frozen for a copy
+//     (dir/freeze present) is thawed; temporary copies (*.tmp, a restore's
+//     staged disk.img.rollback, a hard reset's disk.img.fresh) are removed,
+//     so the sandbox keeps the layer it had (the rename over disk.img is
+//     the only step that changes it, and it is atomic); a snapshot file
+//     without a record (the crash fell between its rename and its record)
+//     is removed, and a record whose file is gone is dropped. A clone is a
+//     create: its record in creating is rolled back, its copy with it. A
+//     restore or reset of a started sandbox marks it, once stopped, as to
+//     be started (stopped, desired started): cut short after that, its
+//     staged layer (verified, or fresh) is put in place if it is whole and
+//     the sandbox is started: the operation is finished.
 func (s *Service) Recover(ctx context.Context) error {
 	var all []store.Sandbox
 	cursor := ""
@@ -40,6 +53,9 @@ func (s *Service) Recover(ctx context.Context) error {
 			break
 		}
 		cursor = next
+	}
+	for _, sb := range all {
+		s.thawInterrupted(sb) // before the runtimes are asked: frozen reads as paused
 	}
 	containers := map[string]runtime.State{}
 	for name, rc := range s.cfg.Runtimes {
@@ -85,6 +101,12 @@ func (s *Service) recoverOne(ctx context.Context, sb store.Sandbox, c runtime.St
 	defer unlock()
 	log := s.log.With("sandbox", sb.ID)
 	running := hasContainer && c.Status == runtime.StatusRunning
+	if done, err := s.recoverResume(ctx, &sb); done {
+		return err
+	}
+	if sb.State != store.StateCreating && sb.State != store.StateDestroying {
+		s.recoverSnapshots(ctx, sb)
+	}
 	switch sb.State {
 	case store.StateCreating:
 		// The create never answered its caller: roll it back.

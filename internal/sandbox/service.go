@@ -98,6 +98,9 @@ type Config struct {
 	Now func() time.Time
 	// Volumes is the volume manager; nil disables volume mounts.
 	Volumes Volumes
+	// MaxSnapshots bounds the state snapshots one sandbox keeps; 0 means
+	// DefaultMaxSnapshots.
+	MaxSnapshots int
 }
 
 // DefaultMaxExecs is the default of Config.MaxExecs.
@@ -820,18 +823,10 @@ func (s *Service) stop(ctx context.Context, sb *store.Sandbox, grace time.Durati
 	return nil
 }
 
-// Restart stops and starts a sandbox.
+// Restart stops and starts a sandbox (RestartWith, reset.go, also
+// changes its env and resources).
 func (s *Service) Restart(ctx context.Context, tenantID, idOrName string) (store.Sandbox, error) {
-	sb, unlock, err := s.getLocked(ctx, tenantID, idOrName)
-	if err != nil {
-		return sb, err
-	}
-	if err := s.stop(ctx, &sb, 0); err != nil {
-		unlock()
-		return sb, err
-	}
-	unlock()
-	return s.Start(ctx, tenantID, sb.ID)
+	return s.RestartWith(ctx, tenantID, idOrName, RestartOptions{})
 }
 
 // Delete destroys a sandbox and everything it holds.
@@ -852,6 +847,7 @@ func (s *Service) destroy(ctx context.Context, sb *store.Sandbox) error {
 		return fmt.Errorf("deleting sandbox: %w", err)
 	}
 	s.setState(sb, store.StateDestroyed, "")
+	s.removeSnapshots(context.WithoutCancel(ctx), *sb)
 	s.mu.Lock()
 	delete(s.locks, sb.ID)
 	s.mu.Unlock()

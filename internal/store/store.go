@@ -193,6 +193,18 @@ type Event struct {
 	Time      time.Time `json:"time"`
 }
 
+// Snapshot is a state snapshot of a sandbox: a point-in-time copy of its
+// writable layer, kept in the sandbox's directory.
+type Snapshot struct {
+	ID        string    `json:"id"`
+	SandboxID string    `json:"sandbox_id"`
+	TenantID  string    `json:"tenant_id"`
+	Name      string    `json:"name"`     // unique per sandbox
+	Size      int64     `json:"size"`     // bytes the copy occupies on disk
+	Checksum  string    `json:"checksum"` // "sha256:<hex>" of the image's data
+	CreatedAt time.Time `json:"created_at"`
+}
+
 // SandboxFilter selects sandboxes for List.
 type SandboxFilter struct {
 	TenantID string            // "" = all tenants
@@ -271,6 +283,19 @@ type Store interface {
 	// PreviewTokenRevoked reports whether the signed preview token with
 	// this ID was revoked.
 	PreviewTokenRevoked(ctx context.Context, tokenID string) (bool, error)
+
+	// CreateSnapshot inserts a snapshot record; a name already used by a
+	// snapshot of the same sandbox gives ErrAlreadyExists.
+	CreateSnapshot(ctx context.Context, sn Snapshot) error
+	// GetSnapshot finds a snapshot of a sandbox by ID or by name.
+	GetSnapshot(ctx context.Context, tenantID, sandboxID, idOrName string) (Snapshot, error)
+	// ListSnapshots lists a sandbox's snapshots, oldest first.
+	ListSnapshots(ctx context.Context, tenantID, sandboxID string) ([]Snapshot, error)
+	// DeleteSnapshot removes one snapshot record.
+	DeleteSnapshot(ctx context.Context, tenantID, sandboxID, id string) error
+	// DeleteSandboxSnapshots removes every snapshot record of a sandbox
+	// (DeleteSandbox does so too).
+	DeleteSandboxSnapshots(ctx context.Context, sandboxID string) error
 
 	Close() error
 }

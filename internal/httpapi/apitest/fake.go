@@ -63,6 +63,7 @@ type Fake struct {
 	closed    []string // IDs of sandboxes whose exec was abandoned
 	agents    map[string]*fakeAgent
 	touches   map[string]int
+	snapshots map[string][]store.Snapshot // by sandbox ID, oldest first (snapshots.go)
 	// AdminID is the admin tenant's ID.
 	AdminID string
 }

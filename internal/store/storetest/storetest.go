@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentDuplicates", testConcurrentDuplicates},
 		{"Volumes", testVolumes},
 		{"VolumeUsers", testVolumeUsers},
+		{"Snapshots", testSnapshots},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
