@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -14,6 +15,12 @@ import (
 
 // portProto is the Upgrade token of a raw stream to a port in the sandbox.
 const portProto = "sbx-port"
+
+// The agent's answer to a port connection: at most this long and this big.
+const (
+	portHandshakeTimeout = 10 * time.Second
+	maxPortHandshake     = 64 << 10
+)
 
 // DialPort connects to a TCP port on the sandbox's own loopback (127.0.0.1,
 // then [::1]) through the agent, so it works for sandboxes without any
@@ -31,8 +38,12 @@ func (c *Client) DialPort(ctx context.Context, port int) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent port %d: %w: %w", port, errdefs.ErrUnavailable, err)
 	}
+	// The agent runs in the sandbox: its answer is bounded in time and
+	// size like any untrusted peer's (the stream after the 101 is not).
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
+	} else {
+		conn.SetDeadline(time.Now().Add(portHandshakeTimeout))
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	fail := func(err error) (net.Conn, error) {
@@ -49,7 +60,7 @@ func (c *Client) DialPort(ctx context.Context, port int) (net.Conn, error) {
 	if _, err := conn.Write([]byte(req)); err != nil {
 		return fail(fmt.Errorf("agent port %d: %w: %w", port, errdefs.ErrUnavailable, err))
 	}
-	br := bufio.NewReaderSize(conn, 4<<10)
+	br := bufio.NewReaderSize(&io.LimitedReader{R: conn, N: maxPortHandshake}, 4<<10)
 	hreq, _ := http.NewRequest(http.MethodPost, "http://agent"+path, nil)
 	resp, err := http.ReadResponse(br, hreq)
 	if err != nil {

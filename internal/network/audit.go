@@ -41,8 +41,8 @@ const (
 // auditLog holds every sandbox's ring.
 type auditLog struct {
 	mu    sync.Mutex
-	rings map[string]*auditRing
-	owner map[netip.Addr]string // sandbox address → ID, for the base chains' entries
+	rings map[string]*auditRing // of set-up sandboxes only
+	owner map[netip.Addr]string  // sandbox address → ID, for the base chains' entries
 }
 
 type auditRing struct {
@@ -55,10 +55,14 @@ func newAuditLog() *auditLog {
 	return &auditLog{rings: map[string]*auditRing{}, owner: map[netip.Addr]string{}}
 }
 
+// own starts the ring of a set-up sandbox and records its address.
 func (a *auditLog) own(ip netip.Addr, id string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.owner[ip] = id
+	if a.rings[id] == nil {
+		a.rings[id] = &auditRing{wake: make(chan struct{})}
+	}
 }
 
 // record adds a decoded packet: to the sandbox its prefix names, or (base
@@ -75,19 +79,13 @@ func (a *auditLog) record(id string, src netip.Addr, e AuditEntry) {
 	a.add(id, e)
 }
 
-func (a *auditLog) ring(id string) *auditRing {
-	r := a.rings[id]
-	if r == nil {
-		r = &auditRing{wake: make(chan struct{})}
-		a.rings[id] = r
-	}
-	return r
-}
-
 func (a *auditLog) add(id string, e AuditEntry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	r := a.ring(id)
+	r := a.rings[id]
+	if r == nil {
+		return // torn down (entries arrive up to 0.1 s late) or unknown
+	}
 	r.seq++
 	e.Seq = r.seq
 	if len(r.entries) == AuditRingSize {
@@ -103,7 +101,12 @@ func (a *auditLog) add(id string, e AuditEntry) {
 func (a *auditLog) since(id string, after int64) ([]AuditEntry, <-chan struct{}) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	r := a.ring(id)
+	r := a.rings[id]
+	if r == nil {
+		// Not set up (yet): nothing, and a wake-up that never comes
+		// before the caller's own deadline.
+		return nil, make(chan struct{})
+	}
 	var out []AuditEntry
 	for _, e := range r.entries {
 		if e.Seq > after {

@@ -224,6 +224,7 @@ func TestAuditLogRing(t *testing.T) {
 		}
 	}
 	// Bounded, with increasing sequence numbers; a waiter wakes up.
+	a.own(netip.MustParseAddr("10.88.0.6"), "sb2")
 	_, wake := a.since("sb2", 0)
 	for i := 0; i < AuditRingSize+10; i++ {
 		a.add("sb2", AuditEntry{Verdict: "allowed"})
@@ -241,7 +242,9 @@ func TestAuditLogRing(t *testing.T) {
 		t.Errorf("since: %d entries", len(tail))
 	}
 	a.forget("sb2")
-	if left, _ := a.since("sb2", 0); len(left) != 0 {
-		t.Errorf("forgotten ring holds %d", len(left))
+	a.add("sb2", AuditEntry{Verdict: "allowed"}) // arriving late
+	a.since("nosuch", 0)
+	if left, _ := a.since("sb2", 0); len(left) != 0 || len(a.rings) != 1 {
+		t.Errorf("forgotten ring holds %d; rings %d", len(left), len(a.rings))
 	}
 }

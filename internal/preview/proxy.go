@@ -63,7 +63,9 @@ func upstreamHost(t Target) string {
 
 func (s *Service) initProxy() {
 	s.proxy = &http.Transport{
-		DialContext:           s.dial,
+		DialContext:            s.dial,
+		MaxResponseHeaderBytes: 64 << 10,
+		ResponseHeaderTimeout:  5 * time.Minute, // slow apps, not stalled ones
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   32,
 		IdleConnTimeout:       60 * time.Second,
@@ -165,6 +167,29 @@ func credential(r *http.Request) (token string, fromQuery bool) {
 	return "", false
 }
 
+// fromCookieOnly reports whether the request's only credential is the
+// preview cookie, which a browser attaches to requests other sites'
+// pages make (sibling sandboxes under the preview domain are one site).
+func fromCookieOnly(r *http.Request) bool {
+	return r.Header.Get(TokenHeader) == "" && r.Header.Get(daytonaHeader) == "" &&
+		r.URL.Query().Get(TokenQuery) == "" && r.URL.Query().Get(daytonaQuery) == ""
+}
+
+// crossOrigin reports whether a browser sent r from a page of another
+// origin: a WebSocket or a form post that a cookie must not authorize.
+func crossOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-site", "cross-site":
+		return true
+	}
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return false // not sent by a browser page (or a same-origin GET)
+	}
+	u, err := url.Parse(o)
+	return err != nil || !strings.EqualFold(u.Host, r.Host)
+}
+
 func isUpgrade(r *http.Request) bool {
 	return r.Header.Get("Upgrade") != "" && strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade")
 }
@@ -193,6 +218,11 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request, rt route) {
 		return
 	}
 	token, fromQuery := credential(r)
+	if !sb.Public && token != "" && fromCookieOnly(r) && (isUpgrade(r) || !safeMethod(r.Method)) && crossOrigin(r) {
+		s.cfg.WriteError(w, r, errdefs.Public(errdefs.ErrPermissionDenied,
+			"a cross-origin WebSocket or form request cannot use the preview cookie: send the token in the "+TokenHeader+" header"))
+		return
+	}
 	if !sb.Public {
 		if token == "" {
 			s.cfg.WriteError(w, r, errdefs.Publicf(errdefs.ErrUnauthenticated,
@@ -208,7 +238,8 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request, rt route) {
 			s.setCookie(w, rt, token, sg)
 			u := *r.URL
 			u.RawQuery = stripQuery(u.RawQuery)
-			http.Redirect(w, r, u.RequestURI(), http.StatusTemporaryRedirect)
+			// Never "//host/…" or "/\host/…": a same-origin path only.
+			http.Redirect(w, r, "/"+strings.TrimLeft(u.RequestURI(), "/\\"), http.StatusTemporaryRedirect)
 			return
 		}
 	}
@@ -321,9 +352,13 @@ func (s *Service) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.RawQuery = stripQuery(pr.In.URL.RawQuery)
 	out.Header.Del(TokenHeader)
 	out.Header.Del(daytonaHeader)
-	if scheme, cred, _ := strings.Cut(out.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Bearer") &&
-		strings.HasPrefix(strings.TrimSpace(cred), "sbx_") {
-		out.Header.Del("Authorization") // an sbx API key is the daemon's business only
+	for _, h := range []string{"Authorization", "Proxy-Authorization"} {
+		for _, v := range out.Header.Values(h) {
+			if strings.Contains(v, "sbx_") {
+				out.Header.Del(h) // an sbx API key is the daemon's business only
+				break
+			}
+		}
 	}
 	stripCookie(out.Header)
 	pr.SetXForwarded()
@@ -348,6 +383,16 @@ func (s *Service) modifyResponse(resp *http.Response) error {
 	}
 	if loc := resp.Header.Get("Location"); strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") {
 		resp.Header.Set("Location", rt.prefix+loc)
+	}
+	// The path form shares the daemon's origin with every other sandbox:
+	// no service worker may claim more than the app's prefix, and a
+	// cookie the app sets stays under its prefix and off other hosts.
+	resp.Header.Del("Service-Worker-Allowed")
+	if lines := resp.Header.Values("Set-Cookie"); len(lines) > 0 {
+		resp.Header.Del("Set-Cookie")
+		for _, l := range lines {
+			resp.Header.Add("Set-Cookie", underPrefix(withoutDomain(l), rt.prefix))
+		}
 	}
 	return nil
 }
@@ -385,4 +430,28 @@ func withoutDomain(line string) string {
 		kept = append(kept, p)
 	}
 	return strings.Join(kept, ";")
+}
+
+// underPrefix rewrites a Set-Cookie line of the path form so its Path is
+// inside the app's prefix (the app believes it is at "/").
+func underPrefix(line, prefix string) string {
+	parts := strings.Split(line, ";")
+	kept := parts[:1]
+	path := "/"
+	for _, p := range parts[1:] {
+		name, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(name, "path") {
+			path = strings.TrimSpace(v)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	if !strings.HasPrefix(path, "/") || strings.Contains(path, "..") {
+		path = "/"
+	}
+	return strings.Join(append(kept, " Path="+strings.TrimSuffix(prefix, "/")+path), ";")
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }

@@ -455,3 +455,44 @@ func BenchmarkProxyGet(b *testing.B) {
 	b.Run("direct", func(b *testing.B) { run(b, "http://127.0.0.1:"+strconv.Itoa(w.port)+"/echo", "") })
 	b.Run("proxied", func(b *testing.B) { run(b, w.front.URL+"/echo", w.host("pub")) })
 }
+
+func TestUnderPrefix(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"a=1", "a=1; Path=/preview/s/80/"},
+		{"a=1; Path=/", "a=1; Path=/preview/s/80/"},
+		{"a=1; Path=/app; HttpOnly", "a=1; HttpOnly; Path=/preview/s/80/app"},
+		{"a=1; path=../../x", "a=1; Path=/preview/s/80/"},
+		{"a=1; Domain=evil; Path=/", "a=1; Path=/preview/s/80/"},
+	} {
+		if got := underPrefix(withoutDomain(tc.in), "/preview/s/80/"); got != tc.want {
+			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestCrossOrigin(t *testing.T) {
+	for _, tc := range []struct {
+		origin, site string
+		want         bool
+	}{
+		{"", "", false},                           // curl, or a same-origin GET
+		{"http://80-a.preview.test", "", false},   // the app's own page
+		{"http://80-B.preview.test", "", true},    // a sibling sandbox
+		{"http://80-a.preview.test:99", "", true}, // another port is another origin
+		{"", "same-site", true},
+		{"", "same-origin", false},
+		{"", "none", false},
+		{"::bad", "", true},
+	} {
+		r, _ := http.NewRequest("GET", "http://80-a.preview.test/ws", nil)
+		if tc.origin != "" {
+			r.Header.Set("Origin", tc.origin)
+		}
+		if tc.site != "" {
+			r.Header.Set("Sec-Fetch-Site", tc.site)
+		}
+		if got := crossOrigin(r); got != tc.want {
+			t.Errorf("Origin %q Sec-Fetch-Site %q: %v, want %v", tc.origin, tc.site, got, tc.want)
+		}
+	}
+}

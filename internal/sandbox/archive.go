@@ -59,7 +59,9 @@ func (s *Service) archive(ctx context.Context, sb *store.Sandbox) error {
 		return errdefs.Public(errdefs.ErrUnavailable, "this server has no archive store")
 	}
 	start := time.Now()
-	s.setState(sb, store.StateArchiving, "")
+	if err := s.commitState(sb, store.StateArchiving, ""); err != nil {
+		return fmt.Errorf("archiving sandbox: %w", err)
+	}
 	info, err := s.pack(ctx, *sb)
 	if err != nil {
 		s.setState(sb, store.StateStopped, "")
@@ -67,7 +69,14 @@ func (s *Service) archive(ctx context.Context, sb *store.Sandbox) error {
 		return fmt.Errorf("archiving sandbox: %w", err)
 	}
 	sb.Lifecycle.Archive = &info
-	s.setState(sb, store.StateArchived, "")
+	// The record is the commit point: the local image goes only once the
+	// record says where its archive is.
+	if err := s.commitState(sb, store.StateArchived, ""); err != nil {
+		sb.Lifecycle.Archive = nil
+		s.setState(sb, store.StateStopped, "")
+		s.event(*sb, "archive", "", "", "archive failed: "+errdefs.Message(err))
+		return fmt.Errorf("archiving sandbox: %w", err)
+	}
 	if err := removeLocalDisk(s.dir(sb.ID)); err != nil {
 		s.log.Warn("removing the archived sandbox's local disk", "sandbox", sb.ID, "err", err)
 	}
@@ -128,7 +137,9 @@ func (s *Service) restore(ctx context.Context, sb *store.Sandbox) error {
 		return errdefs.Public(errdefs.ErrUnavailable, "this server has no archive store")
 	}
 	start := time.Now()
-	s.setState(sb, store.StateRestoring, "")
+	if err := s.commitState(sb, store.StateRestoring, ""); err != nil {
+		return fmt.Errorf("restoring sandbox: %w", err)
+	}
 	fail := func(err error) error {
 		os.Remove(restoreTemp(s.dir(sb.ID)))
 		s.setState(sb, store.StateArchived, "")
@@ -164,7 +175,12 @@ func (s *Service) restore(ctx context.Context, sb *store.Sandbox) error {
 	}
 	syncDir(dir)
 	sb.Lifecycle.Archive = nil
-	s.setState(sb, store.StateStopped, "")
+	// The archive object goes only once the record no longer needs it
+	// (Recover takes a restoring sandbox with a local image as restored).
+	if err := s.commitState(sb, store.StateStopped, ""); err != nil {
+		sb.Lifecycle.Archive = info
+		return fmt.Errorf("restoring sandbox: %w", err)
+	}
 	if err := s.cfg.Archive.Delete(context.WithoutCancel(ctx), info.Key); err != nil {
 		s.log.Warn("deleting a restored sandbox's archive", "sandbox", sb.ID, "err", err)
 	}

@@ -302,13 +302,14 @@ func (s *Service) working(ctx context.Context, id string) bool {
 	if in.execs.Load() > 0 {
 		return true
 	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	sessions, err := in.agent.ListSessions(cctx)
 	if err != nil {
-		// Cannot tell: do not stop it on a guess.
-		s.log.Warn("lifecycle: asking the agent for running commands", "sandbox", id, "err", errdefs.Message(err))
-		return true
+		// The agent lives in the sandbox: one that does not answer must
+		// not be able to keep its sandbox running forever.
+		s.log.Warn("lifecycle: asking the agent for running commands; counting it idle", "sandbox", id, "err", errdefs.Message(err))
+		return false
 	}
 	for _, ss := range sessions {
 		for _, c := range ss.Commands {

@@ -663,7 +663,14 @@ func (s *Service) killContainer(ctx context.Context, sb store.Sandbox, pid int) 
 	p.Wait(wctx)
 }
 
+// setState records a transition. A failed write is logged; callers for
+// whom the record is a commit point use commitState instead.
 func (s *Service) setState(sb *store.Sandbox, to store.State, reason string) {
+	s.commitState(sb, to, reason)
+}
+
+// commitState is setState that reports whether the record was written.
+func (s *Service) commitState(sb *store.Sandbox, to store.State, reason string) error {
 	from := sb.State
 	sb.State = to
 	if to == store.StateError {
@@ -684,10 +691,12 @@ func (s *Service) setState(sb *store.Sandbox, to store.State, reason string) {
 	ctx := context.WithoutCancel(s.ctx)
 	if err := s.st.UpdateSandbox(ctx, *sb); err != nil {
 		s.log.Error("recording sandbox state", "sandbox", sb.ID, "state", to, "err", err)
+		return fmt.Errorf("recording sandbox state %s: %w", to, err)
 	}
 	if from != to {
 		s.event(*sb, "state", from, to, reason)
 	}
+	return nil
 }
 
 func (s *Service) event(sb store.Sandbox, typ string, from, to store.State, msg string) {
