@@ -39,6 +39,7 @@ import (
 	"github.com/sbx-sh/sbx/internal/sandbox"
 	"github.com/sbx-sh/sbx/internal/store"
 	"github.com/sbx-sh/sbx/internal/store/sqlite"
+	"github.com/sbx-sh/sbx/internal/template"
 )
 
 // Version is set at build time.
@@ -52,6 +53,7 @@ type Daemon struct {
 	Auth      *auth.Service
 	Images    *image.Store
 	Sandboxes *sandbox.Service
+	Templates *template.Service
 	Handler   http.Handler
 
 	lock    *os.File
@@ -189,10 +191,24 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 	if err := svc.Recover(ctx); err != nil {
 		return nil, err
 	}
+	buildNet := "none"
+	if nw != nil {
+		buildNet = "bridge"
+	}
+	tpl, err := template.New(template.Config{Dir: filepath.Join(cfg.StateDir, "templates"), BuildNetwork: buildNet}, st, imgs, svc, log.With("component", "templates"))
+	if err != nil {
+		return nil, err
+	}
+	d.Templates = tpl
+	svc.SetTemplates(tpl)
+	if err := tpl.Recover(ctx); err != nil {
+		return nil, err
+	}
 	native := httpapi.New(httpapi.Config{
 		Sandboxes: svc,
 		Images:    imgs,
 		Auth:      d.Auth,
+		Templates: tpl,
 		Log:       log,
 		Version:   Version,
 
@@ -303,6 +319,9 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close releases the daemon's resources; sandboxes keep running.
 func (d *Daemon) Close() error {
+	if d.Templates != nil {
+		d.Templates.Close()
+	}
 	if d.Sandboxes != nil {
 		d.Sandboxes.Close()
 	}

@@ -111,6 +111,7 @@ type Config struct {
 	Sandboxes Sandboxes
 	Images    Images
 	Auth      Auth
+	Templates Templates    // nil: the template routes answer 503
 	Log       *slog.Logger // nil: discard
 	Version   string       // reported by /healthz
 
@@ -198,6 +199,8 @@ func New(cfg Config) http.Handler {
 	h.ptyRoutes(route)
 
 	h.sessionRoutes(route)
+
+	h.templateRoutes(route)
 
 	route("GET /v1/images", h.listImages)
 	route("POST /v1/images/pull", h.pullImage)

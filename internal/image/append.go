@@ -86,3 +86,7 @@ func LayerIDs(img Image) []string {
 	}
 	return out
 }
+
+// Collect removes unpacked layers that no image record (and no live
+// sandbox) needs, as Remove does after deleting a reference.
+func (s *Store) Collect(ctx context.Context) error { return s.gc(ctx) }
