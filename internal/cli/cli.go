@@ -107,7 +107,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(cpCommand(g))
 
 	root.AddCommand(runCommand(g), contextCommand(g))
-	root.AddCommand(imageCommand(g), tenantCommand(g), keyCommand(g), versionCommand(g))
+	root.AddCommand(imageCommand(g), templateCommand(g), tenantCommand(g), keyCommand(g), versionCommand(g))
 	return root
 }
 
