@@ -5,6 +5,8 @@ import (
 	"io"
 	"log"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +23,12 @@ import (
 // returns the template in its final state and the log.
 func createTemplate(t *testing.T, c *sbx.Client, req sbx.CreateTemplateRequest) (sbx.Template, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	return createTemplateWithin(t, c, req, 3*time.Minute)
+}
+
+func createTemplateWithin(t *testing.T, c *sbx.Client, req sbx.CreateTemplateRequest, limit time.Duration) (sbx.Template, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
 	defer cancel()
 	tpl, err := c.CreateTemplate(ctx, req)
 	if err != nil {
@@ -35,7 +42,7 @@ func createTemplate(t *testing.T, c *sbx.Client, req sbx.CreateTemplateRequest) 
 	b, err := io.ReadAll(rc)
 	rc.Close()
 	if err != nil {
-		t.Fatalf("reading the build log: %v", err)
+		t.Fatalf("reading the build log: %v; so far:\n%s", err, b)
 	}
 	// The followed log ends when the work is over.
 	tpl, err = c.GetTemplate(ctx, tpl.Name)
@@ -234,8 +241,9 @@ func TestTemplateBuild(t *testing.T) {
 	if _, err := c.CreateSandbox(t.Context(), sbx.CreateSandboxRequest{Template: "broken"}); err == nil {
 		t.Errorf("created a sandbox from a failed template")
 	}
-	// No build sandbox is left behind.
+	// No build sandbox, and nothing of one, is left behind.
 	leakCheckBuilds(t, c)
+	leakCheck(t)
 }
 
 // leakCheckBuilds fails if a build sandbox is still alive.
@@ -281,5 +289,35 @@ func TestTemplateFromSandbox(t *testing.T) {
 	}
 	if got := execOK(t, c, sb.ID, "cat", "/root/kept"); got != "kept\n" {
 		t.Errorf("source sandbox after the commit: %q", got)
+	}
+}
+
+// TestTemplatePackages builds apt and npm steps on the Debian code image:
+// the build sandbox (network bridge) reaches the Debian mirror and the npm
+// registry. (No pip step: PyPI is not reachable from these machines.)
+func TestTemplatePackages(t *testing.T) {
+	needCodeImage(t)
+	c := admin
+	steps := []sbx.TemplateStep{{Apt: []string{"jq"}}}
+	// These machines reach the npm registry through a TLS-intercepting
+	// egress proxy whose CA the image lacks: the spec installs it first,
+	// as a user behind such a proxy would.
+	for _, p := range []string{"/usr/local/share/ca-certificates/sandboxing-egress-ca.crt", "/usr/local/share/ca-certificates/custom-ca.crt"} {
+		if pem, err := os.ReadFile(p); err == nil {
+			steps = append(steps, sbx.TemplateStep{Run: "cat > /usr/local/share/ca-certificates/" + filepath.Base(p) + " <<'EOF'\n" +
+				strings.TrimSpace(string(pem)) + "\nEOF\nupdate-ca-certificates >/dev/null && npm config set -g cafile /etc/ssl/certs/ca-certificates.crt"})
+		}
+	}
+	steps = append(steps, sbx.TemplateStep{Npm: []string{"is-number@7.0.0"}})
+	start := time.Now()
+	tpl, log := createTemplateWithin(t, c, sbx.CreateTemplateRequest{Name: "pkgs", Spec: &sbx.TemplateSpec{
+		Base: codeImage, Steps: steps,
+	}}, 10*time.Minute)
+	t.Logf("apt + npm build: %v", time.Since(start).Round(time.Millisecond))
+	wantActive(t, tpl, log)
+	sb := fromTemplate(t, c, "pkgs")
+	out := execOK(t, c, sb.ID, "sh", "-c", `echo '{"a":5}' | jq .a; node -e 'console.log(require("is-number")(3))' 2>&1 || NODE_PATH=$(npm root -g) node -e 'console.log(require("is-number")(3))'`)
+	if !strings.HasPrefix(out, "5\n") || !strings.Contains(out, "true") {
+		t.Errorf("jq and the npm package in a sandbox from the template: %q\nlog:\n%s", out, log)
 	}
 }

@@ -136,7 +136,10 @@ func (st Step) shell() string {
 		return "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update; apt-get install -y --no-install-recommends " +
 			q(st.Apt) + "; rm -rf /var/lib/apt/lists/*"
 	case st.Pip != nil:
-		return "set -e; pip install --no-cache-dir --root-user-action=ignore " + q(st.Pip)
+		// Into the image's Python: a template is the system being built
+		// (PEP 668 would refuse otherwise on Debian).
+		return "set -e; export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_NO_CACHE_DIR=1; " +
+			"if command -v pip >/dev/null; then pip=pip; else pip='python3 -m pip'; fi; $pip install " + q(st.Pip)
 	case st.Npm != nil:
 		return "set -e; npm install -g --no-fund --no-audit " + q(st.Npm) + "; npm cache clean --force"
 	}

@@ -146,6 +146,7 @@ func (s *Service) Recover(ctx context.Context) error {
 			continue
 		}
 		s.cleanupBuildSandboxes(ctx, t)
+		s.images.Untag(ctx, t.TenantID, buildRef(&t))
 		t.State, t.ErrorReason = store.TemplateError, "interrupted: the daemon stopped while the template was "+string(t.State)
 		if err := s.st.UpdateTemplate(ctx, t); err != nil {
 			return err
