@@ -214,6 +214,9 @@ func TestTemplateBuild(t *testing.T) {
 	if out := execOK(t, c, sb.ID, "cat", "one", "four"); out != "one\nfour\n" {
 		t.Errorf("template on a template: %q", out)
 	}
+	if err := c.DeleteSandbox(t.Context(), sb.ID); err != nil {
+		t.Fatal(err)
+	}
 
 	// A failing step: error, build_failed, its output in the log.
 	bad, blog := createTemplate(t, c, sbx.CreateTemplateRequest{Name: "broken", Spec: &sbx.TemplateSpec{
