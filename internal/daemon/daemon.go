@@ -221,6 +221,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 	mux.Handle(daytona.Prefix+"/", daytona.New(daytona.Config{
 		Sandboxes:     svc,
 		Auth:          d.Auth,
+		Templates:     tpl,
 		Log:           log.With("api", "daytona"),
 		MaxExecOutput: cfg.Toolbox.MaxExecOutputMB << 20,
 		MaxUploadSize: cfg.Toolbox.MaxUploadMB << 20,

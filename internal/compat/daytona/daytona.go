@@ -80,6 +80,7 @@ const (
 type Config struct {
 	Sandboxes Sandboxes
 	Auth      Auth
+	Templates Templates    // Daytona's snapshots; nil: the snapshot routes answer 501
 	Log       *slog.Logger // nil: discard
 	// MaxExecOutput caps the combined output of process/execute and
 	// code-run answers; 0 means DefaultMaxExecOutput.
@@ -108,6 +109,7 @@ func New(cfg Config) http.Handler {
 		h.cfg.MaxUploadSize = DefaultMaxUploadSize
 	}
 	h.controlRoutes()
+	h.snapshotRoutes()
 	h.toolboxRoutes()
 	// Daytona's event stream: without it the SDK polls GET /sandbox/{id},
 	// which answers final states anyway.

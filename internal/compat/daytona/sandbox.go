@@ -246,6 +246,13 @@ func (h *handler) createSandbox(w http.ResponseWriter, r *http.Request, t store.
 		h.fail(w, r, err)
 		return
 	}
+	// A snapshot is a template of the tenant when one has the name (the
+	// template wins over an image of the same name), else an image.
+	if h.cfg.Templates != nil && req.Snapshot != "" {
+		if _, err := h.cfg.Templates.Get(r.Context(), t.ID, req.Snapshot); err == nil {
+			opts.Template, opts.Image = req.Snapshot, ""
+		}
+	}
 	// Create returns once the sandbox is started: the SDK then does not
 	// poll at all.
 	sb, err := h.cfg.Sandboxes.Create(r.Context(), opts)
