@@ -29,6 +29,7 @@ func main() {
 	sbxBin := flag.String("sbx", "bin/sbx", "sbx binary to benchmark")
 	code := flag.Bool("code", true, "also measure code runs (builds the Debian code image once, cached in /var/lib/sbx/cache)")
 	runtimeClass := flag.String("runtime", "", "runtime class for sbx sandboxes (default: the daemon's)")
+	archiveMiB := flag.Int("archive-mib", 500, "size of the writable layer in the archive/restore measurement (0 skips it)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench: run as root")
@@ -79,6 +80,7 @@ func main() {
 		table(os.Stdout, title, crun, []*sample{sbx, crun, runc})
 	}
 	networkRows(ctx, os.Stdout, d, "bench/busybox:latest", *runtimeClass, *n)
+	previewRows(ctx, os.Stdout, d, "bench/busybox:latest", *runtimeClass, *n)
 	exec1 := &sample{name: "sbx exec `true` round trip"}
 	execWS := &sample{name: "sbx exec `true` over WebSocket"}
 	up := &sample{name: "sbx upload 1 MiB file"}
@@ -100,6 +102,9 @@ func main() {
 		fmt.Printf("  256 MiB upload %.0f MiB/s, download %.0f MiB/s\n\n", mibps[0], mibps[1])
 	} else {
 		fmt.Printf("  throughput: %v\n\n", err)
+	}
+	if *archiveMiB > 0 {
+		archiveBench(ctx, os.Stdout, d, work, *runtimeClass, *archiveMiB, 5)
 	}
 	if *code {
 		codeBench(ctx, d, work, *n)

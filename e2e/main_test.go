@@ -47,6 +47,9 @@ func run(m *testing.M) int {
 		return m.Run()
 	}
 	defer os.RemoveAll(workDir)
+	// runc sets up a user-namespaced sandbox's mounts as its unprivileged
+	// host uid, which must traverse to the state directory.
+	os.Chmod(workDir, 0o711)
 	// SBX_BIN names a prebuilt sbx (with sbx-agent embedded or beside it);
 	// otherwise the test builds both.
 	if sbxBin = os.Getenv("SBX_BIN"); sbxBin == "" {
@@ -56,7 +59,8 @@ func run(m *testing.M) int {
 		}
 	}
 	if err == nil {
-		daemon, err = testdaemon.Start(ctx, sbxBin, filepath.Join(workDir, "d"))
+		// Lifecycle timers checked often, so auto-stop tests run in seconds.
+		daemon, err = testdaemon.Start(ctx, sbxBin, filepath.Join(workDir, "d"), "--lifecycle-interval", "300ms")
 	}
 	if err == nil {
 		admin = sbx.New(daemon.URL, daemon.AdminKey)

@@ -145,6 +145,8 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	s.ptyRoutes(mux)
 
 	s.sessionRoutes(mux)
+
+	s.portRoutes(mux)
 	srv := &http.Server{
 		Handler:           s.checkVersion(mux),
 		ReadHeaderTimeout: 30 * time.Second,

@@ -104,10 +104,12 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.key, "api-key", "", "API key (env SBX_API_KEY)")
 	pf.BoolVar(&g.json, "json", false, "print JSON")
 	root.AddCommand(sandboxCommands(g)...)
+	root.AddCommand(lifecycleCommands(g)...)
 	root.AddCommand(cpCommand(g))
 
 	root.AddCommand(runCommand(g), contextCommand(g))
 	root.AddCommand(imageCommand(g), templateCommand(g), tenantCommand(g), keyCommand(g), versionCommand(g))
+	root.AddCommand(volumeCommand(g))
 	return root
 }
 

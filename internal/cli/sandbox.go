@@ -27,6 +27,8 @@ func sandboxCommands(g *globals) []*cobra.Command {
 		env, label []string
 		entrypoint string
 		netFlags   networkFlags
+		lcFlags    lifecycleFlags
+		volumes    []string
 	)
 	create := &cobra.Command{
 		Use:   "create [flags] [-- cmd args...]",
@@ -48,6 +50,12 @@ func sandboxCommands(g *globals) []*cobra.Command {
 			}
 			req.Cmd = args
 			if req.Network, err = netFlags.request(cmd); err != nil {
+				return err
+			}
+			if req.Lifecycle, err = lcFlags.policy(); err != nil {
+				return err
+			}
+			if req.Volumes, err = parseVolumeFlags(volumes); err != nil {
 				return err
 			}
 			sb, err := g.client().CreateSandbox(cmd.Context(), req)
@@ -77,6 +85,9 @@ func sandboxCommands(g *globals) []*cobra.Command {
 	f.StringVar(&entrypoint, "entrypoint", "", "override the image's entrypoint")
 	f.StringVar(&netFlags.mode, "network", "", "network mode: none (loopback only) or bridge (default: the daemon's)")
 	netFlags.policyFlags(f)
+	lcFlags.add(f)
+	f.StringArrayVarP(&volumes, "volume", "v", nil, volumeFlagHelp)
+	f.BoolVar(&req.Public, "public", false, "serve preview URLs without a token")
 
 	var lsLabels, lsStates []string
 	var all bool
@@ -297,5 +308,5 @@ With -t the command runs on a terminal in the sandbox, wired to this one
 			})
 		},
 	}
-	return []*cobra.Command{create, ls, inspect, start, stop, restart, rm, resize, labelCmd, execCmd, logs, events, networkCommand(g)}
+	return []*cobra.Command{create, ls, inspect, start, stop, restart, rm, resize, labelCmd, execCmd, logs, events, networkCommand(g), previewCommand(g)}
 }

@@ -7,8 +7,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,6 +49,47 @@ type Config struct {
 	Pools   Pools   `toml:"pools" comment:"work done ahead of creates"`
 
 	Network Network `toml:"network" comment:"sandbox networking: bridge, NAT and the egress policy in nftables"`
+
+	Lifecycle Lifecycle `toml:"lifecycle" comment:"automatic stop, archive and delete of sandboxes (durations in seconds)"`
+	Archive   Archive   `toml:"archive" comment:"where archived sandboxes' writable layers are kept"`
+	Volumes   Volumes   `toml:"volumes" comment:"named persistent volumes (ext4 images under state_dir/volumes)"`
+	Preview   Preview   `toml:"preview" comment:"preview URLs: sandbox ports served over HTTP and WebSocket by the daemon"`
+}
+
+// Lifecycle is the operator's auto-stop/archive/delete policy: defaults
+// for sandboxes that set none, and caps (0 = no cap; with a cap, "never"
+// is refused).
+type Lifecycle struct {
+	AutoStopSeconds       int64    `toml:"auto_stop_seconds" comment:"stop a started sandbox after this long without activity (0 = never)"`
+	AutoArchiveSeconds    int64    `toml:"auto_archive_seconds" comment:"archive a stopped sandbox after this long (0 = never)"`
+	AutoDeleteSeconds     int64    `toml:"auto_delete_seconds" comment:"delete a stopped sandbox after this long (0 = as soon as it stops, -1 = never)"`
+	MaxAutoStopSeconds    int64    `toml:"max_auto_stop_seconds" comment:"cap on auto_stop_seconds (0 = none)"`
+	MaxAutoArchiveSeconds int64    `toml:"max_auto_archive_seconds" comment:"cap on auto_archive_seconds (0 = none)"`
+	MaxAutoDeleteSeconds  int64    `toml:"max_auto_delete_seconds" comment:"cap on auto_delete_seconds (0 = none)"`
+	MaxKeepalive          Duration `toml:"max_keepalive" comment:"longest keep-alive lease one call may take"`
+	Interval              Duration `toml:"interval" comment:"how often the timers are checked"`
+}
+
+// Archive configures the archive store.
+type Archive struct {
+	Dir string `toml:"dir" comment:"local directory of the archive store (empty: <state_dir>/archive)"`
+}
+
+// Volumes limits named volumes.
+type Volumes struct {
+	MaxSizeMB        int64 `toml:"max_size_mb" comment:"largest volume"`
+	MaxPerTenant     int   `toml:"max_per_tenant" comment:"volumes one tenant may have"`
+	MaxTotalMBTenant int64 `toml:"max_total_mb_per_tenant" comment:"sum of one tenant's volume sizes (0 = no cap beyond the two above)"`
+}
+
+// Preview configures preview URLs.
+type Preview struct {
+	// Domain is the host (and port, if clients use one) of the host
+	// form; wildcard DNS *.Domain must lead to the daemon.
+	Domain string `toml:"domain" comment:"host form {port}-{id}.DOMAIN (wildcard DNS to the daemon), with :port if clients use one; empty: preview.localhost:<listen port>"`
+	Scheme string `toml:"scheme" comment:"http or https: the scheme of the URLs handed out (https when TLS is terminated in front of sbx)"`
+	// BaseURL is the daemon's address in path-form links.
+	BaseURL string `toml:"base_url" comment:"the daemon's address in path-form links /preview/{id}/{port}/ (empty: the address each API request came to)"`
 }
 
 // Pools size what is prepared ahead of requests.
@@ -137,6 +181,9 @@ func Default() Config {
 		CgroupParent: "/sbx",
 		Toolbox:      Toolbox{MaxUploadMB: 20480, MaxExecOutputMB: 10, MaxConcurrentExecs: 64},
 		Pools:        Pools{DiskImages: 8},
+		Lifecycle: Lifecycle{AutoDeleteSeconds: -1, MaxKeepalive: Duration{24 * time.Hour},
+			Interval: Duration{10 * time.Second}},
+		Volumes: Volumes{MaxSizeMB: 100 << 10, MaxPerTenant: 100},
 		Network: Network{
 			Enabled: true, DefaultMode: "none", Bridge: "sbx0", Table: "sbx", Subnet: "10.88.0.0/16",
 			DNS: []string{},
@@ -144,6 +191,7 @@ func Default() Config {
 			// network: closed unless a sandbox's policy says otherwise.
 			DefaultPolicy: Policy{Allow: []string{}, Deny: []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"}},
 		},
+		Preview: Preview{Scheme: "http"},
 	}
 }
 
@@ -186,6 +234,16 @@ func (c Config) Validate() error {
 	if t := c.Toolbox; t.MaxUploadMB <= 0 || t.MaxExecOutputMB <= 0 || t.MaxConcurrentExecs <= 0 {
 		return fmt.Errorf("config: every [toolbox] limit must be positive")
 	}
+	if l := c.Lifecycle; l.AutoStopSeconds < 0 || l.AutoArchiveSeconds < 0 || l.AutoDeleteSeconds < -1 ||
+		l.MaxAutoStopSeconds < 0 || l.MaxAutoArchiveSeconds < 0 || l.MaxAutoDeleteSeconds < 0 {
+		return fmt.Errorf("config: [lifecycle] durations must be >= 0 (auto_delete_seconds >= -1)")
+	}
+	if l := c.Lifecycle; l.Interval.Duration < 100*time.Millisecond || l.MaxKeepalive.Duration <= 0 {
+		return fmt.Errorf("config: lifecycle.interval must be at least 100ms and lifecycle.max_keepalive positive")
+	}
+	if v := c.Volumes; v.MaxSizeMB < 16 || v.MaxPerTenant < 0 || v.MaxTotalMBTenant < 0 {
+		return fmt.Errorf("config: volumes: max_size_mb must be at least 16, and the other limits not negative")
+	}
 	if c.Pools.DiskImages < 0 || c.Pools.DiskImages > 10000 {
 		return fmt.Errorf("config: pools.disk_images must be between 0 and 10000")
 	}
@@ -208,10 +266,57 @@ func (c Config) Validate() error {
 	if m := c.Network.DefaultMode; m != "none" && m != "bridge" {
 		return fmt.Errorf("config: network.default_mode must be none or bridge, not %q", m)
 	}
+	if err := c.Preview.validate(); err != nil {
+		return err
+	}
 	if len(c.RunDir) > 60 {
 		return fmt.Errorf("config: run_dir %q is too long for unix socket paths (max 60 bytes)", c.RunDir)
 	}
 	return nil
+}
+
+func (p Preview) validate() error {
+	if p.Scheme != "http" && p.Scheme != "https" {
+		return fmt.Errorf("config: preview.scheme must be http or https, not %q", p.Scheme)
+	}
+	if d := p.Domain; d != "" {
+		host := d
+		if h, port, err := net.SplitHostPort(d); err == nil {
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("config: preview.domain %q has a bad port", d)
+			}
+			host = h
+		}
+		if !validDomain(host) {
+			return fmt.Errorf("config: preview.domain %q must be a DNS name such as preview.example.com (no scheme, no path)", d)
+		}
+	}
+	if b := p.BaseURL; b != "" {
+		u, err := url.Parse(b)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return fmt.Errorf("config: preview.base_url %q must be like http://host:port", b)
+		}
+	}
+	return nil
+}
+
+// validDomain accepts lowercase DNS names of at least two labels.
+func validDomain(d string) bool {
+	labels := strings.Split(d, ".")
+	if len(d) > 200 || len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range l {
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Encode renders c as TOML.

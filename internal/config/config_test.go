@@ -24,6 +24,16 @@ func TestLoad(t *testing.T) {
 		{name: "unknown key", toml: "lisen = \"x\"\n", wantErr: "lisen"},
 		{name: "bad version", toml: "version = 2\n", wantErr: "version"},
 		{name: "unknown default runtime", toml: "default_runtime = \"kata\"\n", wantErr: "kata"},
+		{name: "preview domain", toml: "[preview]\ndomain = \"preview.example.com:8443\"\nscheme = \"https\"\nbase_url = \"https://sbx.example.com\"\n",
+			check: func(c Config) bool {
+				return c.Preview == Preview{Domain: "preview.example.com:8443", Scheme: "https", BaseURL: "https://sbx.example.com"}
+			}},
+		{name: "preview domain with a scheme", toml: "[preview]\ndomain = \"http://x.example.com\"\n", wantErr: "preview.domain"},
+		{name: "preview domain uppercase", toml: "[preview]\ndomain = \"Preview.example.com\"\n", wantErr: "preview.domain"},
+		{name: "preview domain one label", toml: "[preview]\ndomain = \"localhost\"\n", wantErr: "preview.domain"},
+		{name: "preview domain bad port", toml: "[preview]\ndomain = \"p.localhost:0\"\n", wantErr: "bad port"},
+		{name: "preview scheme", toml: "[preview]\nscheme = \"ftp\"\n", wantErr: "preview.scheme"},
+		{name: "preview base url", toml: "[preview]\nbase_url = \"sbx.example.com/x\"\n", wantErr: "preview.base_url"},
 		{name: "defaults above maximums", toml: "[defaults]\ncpu = 64\nmemory_mb = 1\ndisk_mb = 1\npids = 1\n", wantErr: "exceed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

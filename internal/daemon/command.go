@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -26,6 +27,9 @@ func Commands() []*cobra.Command {
 		table    string
 		subnet   string
 		netMode  string
+		// lcInterval is how often the lifecycle timers run.
+		lcInterval time.Duration
+		prevDom    string
 	)
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -70,6 +74,12 @@ func Commands() []*cobra.Command {
 			if f.Changed("network-default-mode") {
 				cfg.Network.DefaultMode = netMode
 			}
+			if f.Changed("lifecycle-interval") {
+				cfg.Lifecycle.Interval.Duration = lcInterval
+			}
+			if f.Changed("preview-domain") {
+				cfg.Preview.Domain = prevDom
+			}
 			if f.Changed("allow-vulnerable-runtime") {
 				cfg.AllowVulnerableRuntime = allowVul
 			}
@@ -95,7 +105,9 @@ func Commands() []*cobra.Command {
 	f.StringVar(&table, "network-table", def.Network.Table, "nftables table (inet) of sbx's rules")
 	f.StringVar(&subnet, "network-subnet", def.Network.Subnet, "IPv4 subnet of bridged sandboxes")
 	f.StringVar(&netMode, "network-default-mode", def.Network.DefaultMode, "none or bridge: network of a sandbox that asks for none")
+	f.StringVar(&prevDom, "preview-domain", def.Preview.Domain, "host form of preview URLs: {port}-{id}.DOMAIN (default preview.localhost:<listen port>)")
 	f.BoolVar(&allowVul, "allow-vulnerable-runtime", false, "start even with a runtime version that has known escapes")
+	f.DurationVar(&lcInterval, "lifecycle-interval", def.Lifecycle.Interval.Duration, "how often auto-stop/archive/delete timers are checked")
 
 	cfgCmd := &cobra.Command{Use: "config", Short: "Daemon configuration"}
 	cfgCmd.AddCommand(&cobra.Command{

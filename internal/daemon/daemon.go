@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sbx-sh/sbx/internal/agentbin"
+	"github.com/sbx-sh/sbx/internal/archive"
 	"github.com/sbx-sh/sbx/internal/auth"
 	"github.com/sbx-sh/sbx/internal/cgroup"
 	"github.com/sbx-sh/sbx/internal/compat/daytona"
@@ -35,11 +36,13 @@ import (
 	"github.com/sbx-sh/sbx/internal/idmap"
 	"github.com/sbx-sh/sbx/internal/image"
 	"github.com/sbx-sh/sbx/internal/network"
+	"github.com/sbx-sh/sbx/internal/preview"
 	"github.com/sbx-sh/sbx/internal/runtime"
 	"github.com/sbx-sh/sbx/internal/sandbox"
 	"github.com/sbx-sh/sbx/internal/store"
 	"github.com/sbx-sh/sbx/internal/store/sqlite"
 	"github.com/sbx-sh/sbx/internal/template"
+	"github.com/sbx-sh/sbx/internal/volume"
 )
 
 // Version is set at build time.
@@ -54,10 +57,12 @@ type Daemon struct {
 	Images    *image.Store
 	Sandboxes *sandbox.Service
 	Templates *template.Service
+	Volumes   *volume.Manager
 	Handler   http.Handler
 
 	lock    *os.File
 	network *network.Linux
+	preview *preview.Service
 }
 
 // New opens everything the daemon needs. adminKeyOut receives the admin
@@ -163,6 +168,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		d.network = l
 		nw = l
 	}
+	archDir := cfg.Archive.Dir
+	if archDir == "" {
+		archDir = filepath.Join(cfg.StateDir, "archive")
+	}
+	arch, err := archive.NewLocal(archDir)
+	if err != nil {
+		return nil, fmt.Errorf("archive store: %w", err)
+	}
+	vols, err := volume.New(volume.Config{
+		Dir: filepath.Join(cfg.StateDir, "volumes"), MaxSizeMB: cfg.Volumes.MaxSizeMB,
+		MaxPerTenant: cfg.Volumes.MaxPerTenant, MaxTotalMBPerTenant: cfg.Volumes.MaxTotalMBTenant,
+	}, st, log.With("component", "volumes"))
+	if err != nil {
+		return nil, err
+	}
+	d.Volumes = vols
 	svc, err := sandbox.New(sandbox.Config{
 		StateDir:       cfg.StateDir,
 		RunDir:         cfg.RunDir,
@@ -179,10 +200,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		MaxExecs:       cfg.Toolbox.MaxConcurrentExecs,
 		DiskPool:       cfg.Pools.DiskImages,
 		Network:        nw,
+		Volumes:        vols,
 		DefaultNetwork: store.Network{
 			Mode: netCfg.DefaultMode, BlockAll: netCfg.DefaultPolicy.BlockAll,
 			Allow: netCfg.DefaultPolicy.Allow, Deny: netCfg.DefaultPolicy.Deny,
 		},
+		Archive:   arch,
+		Lifecycle: lifecycle(cfg.Lifecycle),
 	}, st, imgs, log)
 	if err != nil {
 		return nil, err
@@ -204,13 +228,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 	if err := tpl.Recover(ctx); err != nil {
 		return nil, err
 	}
+	prev, err := newPreview(cfg, svc, st, log)
+	if err != nil {
+		return nil, err
+	}
+	d.preview = prev
 	native := httpapi.New(httpapi.Config{
 		Sandboxes: svc,
+		Volumes:   vols,
 		Images:    imgs,
 		Auth:      d.Auth,
 		Templates: tpl,
 		Log:       log,
 		Version:   Version,
+
+		Previews:       prev,
+		PreviewBaseURL: cfg.Preview.BaseURL,
 
 		MaxExecOutput: cfg.Toolbox.MaxExecOutputMB << 20,
 		MaxUploadSize: cfg.Toolbox.MaxUploadMB << 20,
@@ -220,16 +253,42 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 	mux := http.NewServeMux()
 	mux.Handle(daytona.Prefix+"/", daytona.New(daytona.Config{
 		Sandboxes:     svc,
+		Volumes:       vols,
 		Auth:          d.Auth,
 		Templates:     tpl,
 		Log:           log.With("api", "daytona"),
 		MaxExecOutput: cfg.Toolbox.MaxExecOutputMB << 20,
 		MaxUploadSize: cfg.Toolbox.MaxUploadMB << 20,
+		Previews:      prev,
 	}))
 	mux.Handle("/", native)
-	d.Handler = accessLog(log, mux)
+	// Preview hosts ({port}-{id}.{domain}) and /preview/ paths go to the
+	// preview proxy before any API route is looked at.
+	d.Handler = accessLog(log, prev.Handler(mux))
 	ok = true
 	return d, nil
+}
+
+// newPreview sets up preview URLs: the daemon's preview secret lives in
+// the state directory, so tokens outlive restarts.
+func newPreview(cfg config.Config, svc *sandbox.Service, st store.Store, log *slog.Logger) (*preview.Service, error) {
+	key, err := preview.LoadKey(filepath.Join(cfg.StateDir, "preview.key"))
+	if err != nil {
+		return nil, err
+	}
+	domain := cfg.Preview.Domain
+	if domain == "" {
+		_, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
+		}
+		domain = "preview.localhost:" + port
+	}
+	return preview.New(preview.Config{
+		Sandboxes: svc, Revocations: st, Key: key, Domain: domain, Scheme: cfg.Preview.Scheme,
+		WriteError: httpapi.PreviewErrorWriter(log.With("transport", "preview")),
+		Log:        log.With("transport", "preview"),
+	}), nil
 }
 
 func adminTenant(ctx context.Context, a *auth.Service) (string, error) {
@@ -243,6 +302,17 @@ func adminTenant(ctx context.Context, a *auth.Service) (string, error) {
 		}
 	}
 	return "", errors.New("no admin tenant")
+}
+
+func lifecycle(l config.Lifecycle) sandbox.LifecycleConfig {
+	return sandbox.LifecycleConfig{
+		Defaults:       store.Lifecycle{AutoStop: l.AutoStopSeconds, AutoArchive: l.AutoArchiveSeconds, AutoDelete: l.AutoDeleteSeconds},
+		MaxAutoStop:    l.MaxAutoStopSeconds,
+		MaxAutoArchive: l.MaxAutoArchiveSeconds,
+		MaxAutoDelete:  l.MaxAutoDeleteSeconds,
+		MaxKeepalive:   l.MaxKeepalive.Duration,
+		Interval:       l.Interval.Duration,
+	}
 }
 
 func resources(r config.Resources) store.Resources {
@@ -322,6 +392,9 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 func (d *Daemon) Close() error {
 	if d.Templates != nil {
 		d.Templates.Close()
+	}
+	if d.preview != nil {
+		d.preview.Close()
 	}
 	if d.Sandboxes != nil {
 		d.Sandboxes.Close()

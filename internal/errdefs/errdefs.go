@@ -27,12 +27,13 @@ var (
 	ErrUnauthenticated   = errors.New("unauthenticated")
 	ErrTooLarge          = errors.New("too large")
 	ErrDeadlineExceeded  = errors.New("deadline exceeded")
+	ErrDataLoss          = errors.New("data loss") // stored data is missing or corrupt
 )
 
 var kinds = []error{
 	ErrNotFound, ErrAlreadyExists, ErrConflict, ErrInvalidArgument,
 	ErrResourceExhausted, ErrUnavailable, ErrPermissionDenied,
-	ErrUnauthenticated, ErrTooLarge, ErrDeadlineExceeded,
+	ErrUnauthenticated, ErrTooLarge, ErrDeadlineExceeded, ErrDataLoss,
 }
 
 // Kind returns the sentinel that err wraps, or nil for an internal error.

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/sbx-sh/sbx/internal/image"
+	"github.com/sbx-sh/sbx/internal/sandbox"
 	"github.com/sbx-sh/sbx/internal/store"
 	sbx "github.com/sbx-sh/sbx/sdk/go"
 )
@@ -51,8 +52,34 @@ func toSandbox(s store.Sandbox) sbx.Sandbox {
 		Entrypoint: orEmptyList(s.Entrypoint), Cmd: orEmptyList(s.Cmd),
 		ErrorReason: s.ErrorReason, ExitCode: s.ExitCode, OOMKills: s.OOMKills,
 		Network:   toNetwork(s.Network),
+		Lifecycle: toLifecycle(s.Lifecycle),
+		Volumes:   toVolumeMounts(s.Volumes),
+		Public:    s.Public,
 		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(), StartedAt: utcPtr(s.StartedAt),
 	}
+}
+
+func toMetrics(m sandbox.Metrics) sbx.Metrics {
+	out := sbx.Metrics{
+		Time: m.Time.UTC(), CPUSeconds: m.CPUSeconds, MemoryBytes: m.MemoryBytes, MemoryLimitBytes: m.MemoryLimitBytes,
+		Pids: m.Pids, PidsLimit: m.PidsLimit, OOMKills: m.OOMKills, DiskUsedBytes: m.DiskUsedBytes, DiskLimitBytes: m.DiskLimitBytes,
+	}
+	if n := m.Network; n != nil {
+		out.Network = &sbx.NetworkCounters{RxBytes: n.RxBytes, RxPackets: n.RxPackets, TxBytes: n.TxBytes, TxPackets: n.TxPackets}
+	}
+	return out
+}
+
+func toLifecycle(l store.Lifecycle) sbx.Lifecycle {
+	out := sbx.Lifecycle{
+		AutoStopSeconds: l.AutoStop, AutoArchiveSeconds: l.AutoArchive, AutoDeleteSeconds: l.AutoDelete,
+		LastActivityAt: l.LastActivity.UTC(), KeepaliveUntil: utcPtr(l.KeepaliveUntil), StoppedAt: utcPtr(l.StoppedAt),
+	}
+	if a := l.Archive; a != nil {
+		out.Archive = &sbx.ArchiveInfo{StoredBytes: a.Size, DataBytes: a.Data, DiskBytes: a.DiskSize, SHA256: a.SHA256,
+			CreatedAt: a.CreatedAt.UTC()}
+	}
+	return out
 }
 
 func toNetwork(n store.Network) sbx.Network {

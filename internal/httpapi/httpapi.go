@@ -46,6 +46,11 @@ type Sandboxes interface {
 	Resize(ctx context.Context, tenantID, idOrName string, r sandbox.ResizeOptions) (store.Sandbox, error)
 	SetLabels(ctx context.Context, tenantID, idOrName string, labels map[string]string) (store.Sandbox, error)
 	SetNetworkPolicy(ctx context.Context, tenantID, idOrName string, blockAll bool, allow, deny []string) (store.Sandbox, error)
+	Archive(ctx context.Context, tenantID, idOrName string) (store.Sandbox, error)
+	SetLifecycle(ctx context.Context, tenantID, idOrName string, o sandbox.LifecycleOptions) (store.Sandbox, error)
+	Keepalive(ctx context.Context, tenantID, idOrName string, d time.Duration) (store.Sandbox, error)
+	Metrics(ctx context.Context, tenantID, idOrName string) (sandbox.Metrics, error)
+	SetPublic(ctx context.Context, tenantID, idOrName string, public bool) (store.Sandbox, error)
 	Logs(ctx context.Context, tenantID, idOrName string, follow bool) (io.ReadCloser, error)
 	Events(ctx context.Context, tenantID, idOrName string, afterSeq int64) ([]store.Event, error)
 	// Agent returns the agent of a started sandbox (ErrConflict when it
@@ -109,11 +114,19 @@ const (
 // Config configures the handler.
 type Config struct {
 	Sandboxes Sandboxes
+	// Volumes is the volume manager; nil answers 503 on /v1/volumes.
+	Volumes Volumes
+	// Templates is the template service; nil: the template routes answer 503.
+	Templates Templates
 	Images    Images
 	Auth      Auth
-	Templates Templates    // nil: the template routes answer 503
 	Log       *slog.Logger // nil: discard
 	Version   string       // reported by /healthz
+	// Previews mints preview links (nil: the preview routes answer 503).
+	Previews Previews
+	// PreviewBaseURL is the daemon's address for path-form preview
+	// links ("" takes the address each request came to).
+	PreviewBaseURL string
 
 	// MaxExecOutput caps each stream of a buffered exec answer; 0 means
 	// DefaultMaxExecOutput.
@@ -185,6 +198,10 @@ func New(cfg Config) http.Handler {
 	route("POST /v1/sandboxes/{id}/restart", h.restartSandbox)
 	route("POST /v1/sandboxes/{id}/resize", h.resizeSandbox)
 	route("PUT /v1/sandboxes/{id}/labels", h.setLabels)
+	route("POST /v1/sandboxes/{id}/archive", h.archiveSandbox)
+	route("PUT /v1/sandboxes/{id}/lifecycle", h.setLifecycle)
+	route("POST /v1/sandboxes/{id}/keepalive", h.keepalive)
+	route("GET /v1/sandboxes/{id}/metrics", h.metrics)
 	route("GET /v1/sandboxes/{id}/network", h.getNetwork)
 	route("PUT /v1/sandboxes/{id}/network", h.setNetworkPolicy)
 	route("GET /v1/sandboxes/{id}/events", h.events)
@@ -201,6 +218,8 @@ func New(cfg Config) http.Handler {
 	h.sessionRoutes(route)
 
 	h.templateRoutes(route)
+	h.volumeRoutes(route)
+	h.previewRoutes(route)
 
 	route("GET /v1/images", h.listImages)
 	route("POST /v1/images/pull", h.pullImage)

@@ -40,6 +40,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusUnauthorized, sbx.CodeUnauthenticated
 	case errdefs.ErrDeadlineExceeded:
 		return http.StatusGatewayTimeout, sbx.CodeDeadlineExceeded
+	case errdefs.ErrDataLoss:
+		return http.StatusInternalServerError, sbx.CodeDataLoss
 	}
 	return http.StatusInternalServerError, sbx.CodeInternal
 }

@@ -19,7 +19,8 @@ var knownStates = map[string]bool{}
 
 func init() {
 	for _, s := range []store.State{store.StateCreating, store.StateStarting, store.StateStarted, store.StateStopping,
-		store.StateStopped, store.StateDestroying, store.StateDestroyed, store.StateError, store.StateUnknown} {
+		store.StateStopped, store.StateArchiving, store.StateArchived, store.StateRestoring,
+		store.StateDestroying, store.StateDestroyed, store.StateError, store.StateUnknown} {
 		knownStates[string(s)] = true
 	}
 }
@@ -43,10 +44,14 @@ func (h *handler) createSandbox(w http.ResponseWriter, r *http.Request, t store.
 	opts := sandbox.CreateOptions{
 		TenantID: t.ID, Name: req.Name, Image: req.Image, Template: req.Template, Runtime: req.Runtime,
 		Env: req.Env, Labels: req.Labels, User: req.User, Workdir: req.Workdir,
-		Entrypoint: req.Entrypoint, Cmd: req.Cmd,
+		Entrypoint: req.Entrypoint, Cmd: req.Cmd, Public: req.Public,
+		Volumes: volumeOptions(req.Volumes),
 	}
 	if n := req.Network; n != nil {
 		opts.Network = &sandbox.NetworkOptions{Mode: n.Mode, BlockAll: n.BlockAll, Allow: n.Allow, Deny: n.Deny}
+	}
+	if l := req.Lifecycle; l != nil {
+		opts.Lifecycle = lifecycleOptions(*l)
 	}
 	if rs := req.Resources; rs != nil {
 		if err := checkResources(rs.CPU, rs.MemoryMB, rs.DiskMB, rs.Pids); err != nil {
@@ -265,4 +270,56 @@ func (f flushWriter) Write(p []byte) (int, error) {
 		return n, err
 	}
 	return n, f.rc.Flush()
+}
+
+func lifecycleOptions(p sbx.LifecyclePolicy) *sandbox.LifecycleOptions {
+	return &sandbox.LifecycleOptions{AutoStop: p.AutoStopSeconds, AutoArchive: p.AutoArchiveSeconds, AutoDelete: p.AutoDeleteSeconds}
+}
+
+func (h *handler) archiveSandbox(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	sb, err := h.cfg.Sandboxes.Archive(r.Context(), t.ID, r.PathValue("id"))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toSandbox(sb))
+}
+
+func (h *handler) setLifecycle(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	var req sbx.LifecyclePolicy
+	if !h.decodeOrFail(w, r, &req, false) {
+		return
+	}
+	sb, err := h.cfg.Sandboxes.SetLifecycle(r.Context(), t.ID, r.PathValue("id"), *lifecycleOptions(req))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toSandbox(sb))
+}
+
+func (h *handler) keepalive(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	var req sbx.KeepaliveRequest
+	if !h.decodeOrFail(w, r, &req, true) {
+		return
+	}
+	if req.Seconds < 0 {
+		h.writeError(w, r, invalidf("seconds must not be negative"))
+		return
+	}
+	sb, err := h.cfg.Sandboxes.Keepalive(r.Context(), t.ID, r.PathValue("id"), time.Duration(req.Seconds)*time.Second)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toSandbox(sb))
+}
+
+func (h *handler) metrics(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	m, err := h.cfg.Sandboxes.Metrics(r.Context(), t.ID, r.PathValue("id"))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toMetrics(m))
 }

@@ -395,6 +395,20 @@ func (l *Linux) forgetConnections(ip netip.Addr) error {
 	return nil
 }
 
+// Counters implements Manager: the statistics of the host end of the
+// sandbox's veth, whose receive side is what the sandbox sent.
+func (l *Linux) Counters(ctx context.Context, id string) (Counters, error) {
+	link, err := l.host.LinkByName(vethName(id))
+	if err != nil {
+		return Counters{}, notReady(fmt.Errorf("the network of sandbox %s: %w", id, err))
+	}
+	st := link.Attrs().Statistics
+	if st == nil {
+		return Counters{}, fmt.Errorf("no statistics for %s", vethName(id))
+	}
+	return Counters{TxBytes: st.RxBytes, TxPackets: st.RxPackets, RxBytes: st.TxBytes, RxPackets: st.TxPackets}, nil
+}
+
 // Teardown implements Manager.
 func (l *Linux) Teardown(ctx context.Context, id string) error {
 	if err := l.removeChain(id); err != nil {

@@ -154,11 +154,20 @@ type Manager interface {
 	// CAP_NET_ADMIN over it (it cannot change its address or routes) and
 	// cannot write these itself; values are in host ids.
 	SetSysctl(ctx context.Context, id, key, value string) error
+	// Counters are the sandbox's traffic since its network was set up
+	// (its last start), seen from the sandbox: Tx is what it sent
+	// (including what the egress policy then dropped), Rx what reached it.
+	Counters(ctx context.Context, id string) (Counters, error)
 	// Teardown removes everything Setup made; nothing is an error.
 	Teardown(ctx context.Context, id string) error
 	// Sweep removes namespaces, veths and chains of sandboxes for which
 	// keep returns false.
 	Sweep(ctx context.Context, keep func(id string) bool) error
+}
+
+// Counters are a sandbox's network traffic counters.
+type Counters struct {
+	RxBytes, RxPackets, TxBytes, TxPackets uint64
 }
 
 func chainName(id string) string { return "sb-" + id }

@@ -194,22 +194,7 @@ func Mount(ctx context.Context, o Options) error {
 }
 
 func idmapMount(src, target string, userns *os.File) error {
-	fd, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("open_tree %s: %w", src, err)
-	}
-	defer unix.Close(fd)
-	attr := unix.MountAttr{
-		Attr_set:  unix.MOUNT_ATTR_IDMAP | unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NODEV,
-		Userns_fd: uint64(userns.Fd()),
-	}
-	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
-		return fmt.Errorf("idmapping %s: %w", src, err)
-	}
-	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("move_mount %s: %w", target, err)
-	}
-	return nil
+	return idmap.MountClone(unix.AT_FDCWD, src, target, userns, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NODEV)
 }
 
 func unmountAll(paths []string) {

@@ -23,6 +23,12 @@ type CreateOptions struct {
 	Cmd        []string // overrides the image's cmd
 	// Network: nil takes the operator's default mode and policy.
 	Network *NetworkOptions
+	// Lifecycle: nil fields take the operator's defaults.
+	Lifecycle *LifecycleOptions
+	// Volumes are mounted at every start, in this order.
+	Volumes []VolumeOptions
+	// Public serves the sandbox's preview URLs without a token.
+	Public bool
 }
 
 // ResizeOptions change a sandbox's limits; zero fields stay as they are.

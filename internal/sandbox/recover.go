@@ -30,9 +30,7 @@ func (s *Service) Recover(ctx context.Context) error {
 	cursor := ""
 	for {
 		items, next, err := s.st.ListSandboxes(ctx, store.SandboxFilter{
-			States: []store.State{store.StateCreating, store.StateStarting, store.StateStarted, store.StateStopping,
-				store.StateStopped, store.StateDestroying, store.StateError, store.StateUnknown},
-			Limit: 1000, Cursor: cursor,
+			States: liveStates, Limit: 1000, Cursor: cursor,
 		})
 		if err != nil {
 			return fmt.Errorf("recovering: %w", err)
@@ -63,6 +61,7 @@ func (s *Service) Recover(ctx context.Context) error {
 		}
 	}
 	s.sweep(ctx, known, containers)
+	s.recoverVolumes(ctx)
 	if s.cfg.Network != nil {
 		live := map[string]bool{}
 		for _, sb := range all {
@@ -74,6 +73,10 @@ func (s *Service) Recover(ctx context.Context) error {
 			s.log.Warn("removing leftover sandbox networks", "err", err)
 		}
 	}
+	s.timers.Do(func() {
+		s.wg.Add(1)
+		go s.runLifecycle()
+	})
 	return nil
 }
 
@@ -100,6 +103,7 @@ func (s *Service) recoverOne(ctx context.Context, sb store.Sandbox, c runtime.St
 				if _, err := s.setupNetwork(ctx, sb); err != nil {
 					log.Error("re-adopting the sandbox's network", "err", err)
 				}
+				s.readoptVolumes(ctx, sb)
 				s.watch(sb, in)
 				if sb.State == store.StateStopping {
 					log.Info("finishing an interrupted stop")
@@ -123,6 +127,8 @@ func (s *Service) recoverOne(ctx context.Context, sb store.Sandbox, c runtime.St
 		}
 		s.setState(&sb, store.StateError, "the sandbox stopped while the daemon was down")
 		return nil
+	case store.StateArchiving, store.StateRestoring, store.StateArchived:
+		return s.recoverArchive(ctx, sb)
 	case store.StateStopped, store.StateError, store.StateUnknown:
 		// Nothing should run; release whatever is left.
 		if running {

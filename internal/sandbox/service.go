@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/sbx-sh/sbx/internal/agent"
+	"github.com/sbx-sh/sbx/internal/archive"
 	"github.com/sbx-sh/sbx/internal/cgroup"
 	"github.com/sbx-sh/sbx/internal/errdefs"
 	"github.com/sbx-sh/sbx/internal/idmap"
@@ -89,6 +90,14 @@ type Config struct {
 	// DefaultNetwork is the mode and egress policy of a sandbox that asks
 	// for none (IP unused).
 	DefaultNetwork store.Network
+	// Archive is where archived sandboxes' layers go; nil disables archiving.
+	Archive archive.Store
+	// Lifecycle is the operator's auto-stop/archive/delete policy.
+	Lifecycle LifecycleConfig
+	// Now is the clock of the lifecycle timers; nil is time.Now.
+	Now func() time.Time
+	// Volumes is the volume manager; nil disables volume mounts.
+	Volumes Volumes
 }
 
 // DefaultMaxExecs is the default of Config.MaxExecs.
@@ -117,6 +126,8 @@ type Service struct {
 	activity sync.Map // sandbox ID → *atomic.Int64, unix nanos of the latest Touch
 
 	templates Templates // nil: creating from a template is unavailable
+	kickc     chan struct{}
+	timers    sync.Once // starts runLifecycle
 }
 
 // instance is a running sandbox.
@@ -175,6 +186,7 @@ func New(cfg Config, st store.Store, images Images, log *slog.Logger) (*Service,
 		locks: map[string]*sync.Mutex{},
 		live:  map[string]*instance{},
 		disks: pool,
+		kickc: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -272,6 +284,14 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 	if err != nil {
 		return store.Sandbox{}, err
 	}
+	lc := s.defaultLifecycle()
+	if err := s.cfg.Lifecycle.Apply(&lc, opts.Lifecycle); err != nil {
+		return store.Sandbox{}, err
+	}
+	vols, err := s.resolveVolumes(ctx, opts.TenantID, opts.Volumes)
+	if err != nil {
+		return store.Sandbox{}, err
+	}
 	ref := opts.Image
 	if opts.Template != "" {
 		if ref, err = s.templateImage(ctx, opts); err != nil {
@@ -317,6 +337,9 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 		Workdir:     opts.Workdir,
 		UIDSlot:     -1,
 		Network:     nw,
+		Lifecycle:   lc,
+		Volumes:     vols,
+		Public:      opts.Public,
 		CreatedAt:   now,
 		UpdatedAt:   now,
 	}
@@ -426,6 +449,15 @@ func (s *Service) start(ctx context.Context, sb *store.Sandbox, img image.Image,
 	}
 	if err := s.attach(ctx, spec, *sb, att); err != nil {
 		return err
+	}
+	vm, err := s.mountVolumes(ctx, *sb, ro.UserNS)
+	defer s.unstageVolumes(*sb)
+	if err != nil {
+		return err
+	}
+	if len(vm) > 0 {
+		spec.Mounts = append(spec.Mounts, vm...)
+		ph.mark("volumes")
 	}
 	if err := prepareRoot(rootfs.RootfsDir(dir), spec.Process.Cwd, ro.IDMap); err != nil {
 		return err
@@ -558,6 +590,9 @@ func (s *Service) release(ctx context.Context, sb store.Sandbox) error {
 	}
 	os.Remove(s.socket(sb.ID))
 	s.cfg.Cgroups.Remove(s.cgroupPath(sb.ID))
+	if err := s.releaseVolumes(sb); err != nil {
+		return err
+	}
 	return rootfs.Unmount(s.dir(sb.ID))
 }
 
@@ -608,6 +643,11 @@ func (s *Service) teardown(ctx context.Context, sb store.Sandbox) error {
 	if err := s.teardownNetwork(ctx, sb); err != nil {
 		return err
 	}
+	if s.cfg.Archive != nil {
+		if err := s.cfg.Archive.Delete(ctx, archiveKey(sb.ID)); err != nil {
+			return err
+		}
+	}
 	return rootfs.Remove(s.dir(sb.ID))
 }
 
@@ -634,6 +674,17 @@ func (s *Service) setState(sb *store.Sandbox, to store.State, reason string) {
 		sb.ErrorReason = reason
 	}
 	sb.UpdatedAt = time.Now().UTC()
+	switch to {
+	case store.StateStopped, store.StateError:
+		// At rest: auto-archive and auto-delete count from here (a
+		// round trip through archiving keeps the first time).
+		if from != to && from != store.StateArchiving && from != store.StateRestoring || sb.Lifecycle.StoppedAt == nil {
+			t := s.now()
+			sb.Lifecycle.StoppedAt = &t
+		}
+	case store.StateStarted:
+		sb.Lifecycle.StoppedAt = nil
+	}
 	ctx := context.WithoutCancel(s.ctx)
 	if err := s.st.UpdateSandbox(ctx, *sb); err != nil {
 		s.log.Error("recording sandbox state", "sandbox", sb.ID, "state", to, "err", err)
@@ -664,16 +715,25 @@ func (s *Service) Get(ctx context.Context, tenantID, idOrName string) (store.San
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return store.Sandbox{}, errdefs.Publicf(errdefs.ErrNotFound, "sandbox %q not found", idOrName)
 	}
+	sb.Lifecycle.LastActivity = s.LastActivity(sb)
 	return sb, err
 }
+
+// liveStates are every state but destroyed.
+var liveStates = []store.State{store.StateCreating, store.StateStarting, store.StateStarted, store.StateStopping,
+	store.StateStopped, store.StateArchiving, store.StateArchived, store.StateRestoring,
+	store.StateDestroying, store.StateError, store.StateUnknown}
 
 // List lists sandboxes; destroyed ones only when asked for by state.
 func (s *Service) List(ctx context.Context, f store.SandboxFilter) ([]store.Sandbox, string, error) {
 	if len(f.States) == 0 {
-		f.States = []store.State{store.StateCreating, store.StateStarting, store.StateStarted, store.StateStopping,
-			store.StateStopped, store.StateDestroying, store.StateError, store.StateUnknown}
+		f.States = liveStates
 	}
-	return s.st.ListSandboxes(ctx, f)
+	items, next, err := s.st.ListSandboxes(ctx, f)
+	for i := range items {
+		items[i].Lifecycle.LastActivity = s.LastActivity(items[i])
+	}
+	return items, next, err
 }
 
 // getLocked looks a sandbox up and takes its lock; the record is re-read
@@ -705,7 +765,7 @@ func (s *Service) Start(ctx context.Context, tenantID, idOrName string) (store.S
 	switch sb.State {
 	case store.StateStarted:
 		return sb, nil
-	case store.StateStopped, store.StateError:
+	case store.StateStopped, store.StateError, store.StateArchived:
 	default:
 		return sb, errdefs.Publicf(errdefs.ErrConflict, "sandbox %s is %s", sb.ID, sb.State)
 	}
@@ -713,6 +773,12 @@ func (s *Service) Start(ctx context.Context, tenantID, idOrName string) (store.S
 	if err != nil {
 		return sb, fmt.Errorf("starting sandbox: image %s: %w", sb.Image, err)
 	}
+	if sb.State == store.StateArchived {
+		if err := s.restore(ctx, &sb); err != nil {
+			return sb, err
+		}
+	}
+	s.Touch(sb.ID)
 	sb.Desired = store.StateStarted
 	s.setState(&sb, store.StateStarting, "")
 	ph := newPhases()
@@ -757,6 +823,7 @@ func (s *Service) stop(ctx context.Context, sb *store.Sandbox, grace time.Durati
 		return fmt.Errorf("stopping sandbox: %w", err)
 	}
 	s.setState(sb, store.StateStopped, "")
+	s.kick()
 	return nil
 }
 
@@ -871,6 +938,23 @@ func (s *Service) SetLabels(ctx context.Context, tenantID, idOrName string, labe
 	return sb, nil
 }
 
+// SetPublic makes a sandbox's preview URLs need a token (false) or not
+// (true). It takes effect on the next preview request.
+func (s *Service) SetPublic(ctx context.Context, tenantID, idOrName string, public bool) (store.Sandbox, error) {
+	sb, unlock, err := s.getLocked(ctx, tenantID, idOrName)
+	if err != nil {
+		return sb, err
+	}
+	defer unlock()
+	if sb.Public == public {
+		return sb, nil
+	}
+	sb.Public = public
+	s.setState(&sb, sb.State, "")
+	s.event(sb, "public", "", "", fmt.Sprintf("public=%t", public))
+	return sb, nil
+}
+
 // agentOf returns the agent of a started sandbox.
 func (s *Service) agentOf(ctx context.Context, tenantID, idOrName string) (store.Sandbox, *instance, error) {
 	sb, unlock, err := s.getLocked(ctx, tenantID, idOrName)
@@ -882,6 +966,7 @@ func (s *Service) agentOf(ctx context.Context, tenantID, idOrName string) (store
 	if sb.State != store.StateStarted || in == nil {
 		return sb, nil, errdefs.Publicf(errdefs.ErrConflict, "sandbox %s is %s, not started", sb.ID, sb.State)
 	}
+	s.Touch(sb.ID)
 	return sb, in, nil
 }
 

@@ -62,13 +62,16 @@ type Image struct {
 // State is a sandbox's lifecycle state. The names are the seed's.
 type State string
 
-// Sandbox states. Build, archive and restore states arrive with later issues.
+// Sandbox states. Build states arrive with templates.
 const (
 	StateCreating   State = "creating"
 	StateStarting   State = "starting"
 	StateStarted    State = "started"
 	StateStopping   State = "stopping"
 	StateStopped    State = "stopped"
+	StateArchiving  State = "archiving" // stopped, its writable layer going to the archive store
+	StateArchived   State = "archived"  // no local disk: the layer is in the archive store
+	StateRestoring  State = "restoring" // archived, its layer coming back; then starting
 	StateDestroying State = "destroying"
 	StateDestroyed  State = "destroyed"
 	StateError      State = "error"
@@ -105,6 +108,9 @@ type Sandbox struct {
 	ExitCode    *int              `json:"exit_code,omitempty"` // of the last run, when it ended on its own
 	OOMKills    int               `json:"oom_kills"`
 	Network     Network           `json:"network"`
+	Lifecycle   Lifecycle         `json:"lifecycle"`
+	Volumes     []VolumeMount     `json:"volumes,omitempty"`
+	Public      bool              `json:"public,omitempty"` // preview URLs need no token
 	CreatedAt   time.Time         `json:"created_at"`
 	UpdatedAt   time.Time         `json:"updated_at"`
 	StartedAt   *time.Time        `json:"started_at,omitempty"`
@@ -118,6 +124,62 @@ type Network struct {
 	BlockAll bool     `json:"block_all,omitempty"`
 	Allow    []string `json:"allow,omitempty"`
 	Deny     []string `json:"deny,omitempty"`
+}
+
+// Lifecycle is a sandbox's automatic stop, archive and delete, its
+// keep-alive lease and where its archived layer is. Durations are in
+// seconds.
+type Lifecycle struct {
+	AutoStop    int64 `json:"auto_stop_seconds"`    // stop after this long without activity; 0 never
+	AutoArchive int64 `json:"auto_archive_seconds"` // archive after this long stopped; 0 never
+	AutoDelete  int64 `json:"auto_delete_seconds"`  // delete after this long stopped; 0 at once, -1 never
+	// LastActivity is the latest activity the daemon has persisted (it
+	// flushes its in-memory record periodically and on shutdown).
+	LastActivity   time.Time    `json:"last_activity_at"`
+	KeepaliveUntil *time.Time   `json:"keepalive_until,omitempty"` // no auto-stop before
+	StoppedAt      *time.Time   `json:"stopped_at,omitempty"`      // when it last came to rest (stopped, error, archived)
+	Archive        *ArchiveInfo `json:"archive,omitempty"`         // set while archived (and restoring)
+}
+
+// ArchiveInfo locates an archived writable layer and says how to check it.
+type ArchiveInfo struct {
+	Key       string    `json:"key"`
+	Size      int64     `json:"size"`      // bytes stored (compressed)
+	SHA256    string    `json:"sha256"`    // of the stored bytes
+	DiskSize  int64     `json:"disk_size"` // the layer image's apparent size
+	Data      int64     `json:"data"`      // bytes of data in the image
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// VolumeState is a volume's lifecycle state.
+type VolumeState string
+
+// Volume states. A volume's row is removed once it is deleted.
+const (
+	VolumeCreating VolumeState = "creating"
+	VolumeReady    VolumeState = "ready"
+	VolumeDeleting VolumeState = "deleting"
+)
+
+// Volume is a named, tenant-owned persistent volume. Its name is unique
+// per tenant.
+type Volume struct {
+	ID        string      `json:"id"`
+	TenantID  string      `json:"tenant_id"`
+	Name      string      `json:"name"`
+	SizeMB    int64       `json:"size_mb"`
+	State     VolumeState `json:"state"`
+	CreatedAt time.Time   `json:"created_at"`
+	UpdatedAt time.Time   `json:"updated_at"`
+}
+
+// VolumeMount is one volume mounted into a sandbox.
+type VolumeMount struct {
+	VolumeID  string `json:"volume_id"`
+	Volume    string `json:"volume"`     // the volume's name, for display
+	MountPath string `json:"mount_path"` // absolute, inside the sandbox
+	Subpath   string `json:"subpath,omitempty"`
+	ReadOnly  bool   `json:"read_only,omitempty"`
 }
 
 // Event records one transition or notable happening of a sandbox.
@@ -227,6 +289,21 @@ type Store interface {
 	// UsedIPs lists the network addresses held by live sandboxes.
 	UsedIPs(ctx context.Context) ([]string, error)
 
+	// CreateVolume inserts a volume; a volume of the same tenant with the
+	// same name gives ErrAlreadyExists.
+	CreateVolume(ctx context.Context, v Volume) error
+	GetVolume(ctx context.Context, tenantID, id string) (Volume, error)
+	GetVolumeByName(ctx context.Context, tenantID, name string) (Volume, error)
+	// ListVolumes lists the tenant's ("" = every tenant's) volumes, oldest
+	// first.
+	ListVolumes(ctx context.Context, tenantID string) ([]Volume, error)
+	// UpdateVolume sets the volume's state and UpdatedAt.
+	UpdateVolume(ctx context.Context, v Volume) error
+	DeleteVolume(ctx context.Context, id string) error
+	// VolumeUsers lists the IDs of the live sandboxes that mount the
+	// volume, oldest first.
+	VolumeUsers(ctx context.Context, volumeID string) ([]string, error)
+
 	// AddEvent appends an event, assigning Seq.
 	AddEvent(ctx context.Context, e Event) (Event, error)
 	// ListEvents returns a sandbox's events with Seq > afterSeq, oldest first.
@@ -250,6 +327,21 @@ type Store interface {
 	PutBuildCache(ctx context.Context, e BuildCacheEntry) error
 	// GetBuildCache returns the tenant's entry for key (ErrNotFound).
 	GetBuildCache(ctx context.Context, tenantID, key string) (BuildCacheEntry, error)
+	// RevokePreviewToken records a signed preview token as revoked
+	// until its expiry (revoking one twice is no error) and prunes the
+	// revocations whose tokens have expired since.
+	RevokePreviewToken(ctx context.Context, r PreviewRevocation) error
+	// PreviewTokenRevoked reports whether the signed preview token with
+	// this ID was revoked.
+	PreviewTokenRevoked(ctx context.Context, tokenID string) (bool, error)
 
 	Close() error
+}
+
+// PreviewRevocation is a revoked signed preview token, kept until it
+// would have expired anyway.
+type PreviewRevocation struct {
+	TokenID   string    `json:"token_id"`
+	SandboxID string    `json:"sandbox_id"`
+	ExpiresAt time.Time `json:"expires_at"`
 }

@@ -287,6 +287,34 @@ func (c *Client) SetLabels(ctx context.Context, id string, labels map[string]str
 	return s, c.do(ctx, http.MethodPut, sandboxPath(id, "labels"), nil, LabelsRequest{Labels: labels}, &s)
 }
 
+// ArchiveSandbox moves a stopped sandbox's writable layer into the
+// server's archive store, freeing its local disk; StartSandbox restores it.
+func (c *Client) ArchiveSandbox(ctx context.Context, id string) (Sandbox, error) {
+	var s Sandbox
+	return s, c.do(ctx, http.MethodPost, sandboxPath(id, "archive"), nil, nil, &s)
+}
+
+// SetLifecycle changes a sandbox's auto-stop/archive/delete policy; nil
+// fields stay as they are.
+func (c *Client) SetLifecycle(ctx context.Context, id string, p LifecyclePolicy) (Sandbox, error) {
+	var s Sandbox
+	return s, c.do(ctx, http.MethodPut, sandboxPath(id, "lifecycle"), nil, p, &s)
+}
+
+// Keepalive records activity on a sandbox and, with d > 0, holds off its
+// auto-stop until now+d (d = 0 ends a lease).
+func (c *Client) Keepalive(ctx context.Context, id string, d time.Duration) (Sandbox, error) {
+	var s Sandbox
+	return s, c.do(ctx, http.MethodPost, sandboxPath(id, "keepalive"), nil, KeepaliveRequest{Seconds: int64(d / time.Second)}, &s)
+}
+
+// Metrics returns a started sandbox's resource use (CPU, memory, pids,
+// disk, network). Reading it does not count as activity.
+func (c *Client) Metrics(ctx context.Context, id string) (Metrics, error) {
+	var m Metrics
+	return m, c.do(ctx, http.MethodGet, sandboxPath(id, "metrics"), nil, nil, &m)
+}
+
 // Network returns a sandbox's networking and egress policy.
 func (c *Client) Network(ctx context.Context, id string) (Network, error) {
 	var n Network

@@ -17,6 +17,7 @@ const (
 	CodePermissionDenied  = "permission_denied"
 	CodeUnauthenticated   = "unauthenticated"
 	CodeDeadlineExceeded  = "deadline_exceeded"
+	CodeDataLoss          = "data_loss" // stored data (an archive, a snapshot) is missing or corrupt
 	CodeUnsupportedMedia  = "unsupported_media_type"
 	CodeInternal          = "internal"
 )

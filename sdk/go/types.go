@@ -46,12 +46,15 @@ type Sandbox struct {
 	Cmd          []string          `json:"cmd"`
 	ErrorReason  string            `json:"error_reason"`
 	// ExitCode is the exit code of the last run when it ended on its own.
-	ExitCode  *int       `json:"exit_code,omitempty"`
-	OOMKills  int        `json:"oom_kills"`
-	Network   Network    `json:"network"`
-	CreatedAt time.Time  `json:"created_at"`
-	UpdatedAt time.Time  `json:"updated_at"`
-	StartedAt *time.Time `json:"started_at,omitempty"`
+	ExitCode  *int          `json:"exit_code,omitempty"`
+	OOMKills  int           `json:"oom_kills"`
+	Network   Network       `json:"network"`
+	Public    bool          `json:"public"` // preview URLs need no token
+	Lifecycle Lifecycle     `json:"lifecycle"`
+	Volumes   []VolumeMount `json:"volumes"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+	StartedAt *time.Time    `json:"started_at,omitempty"`
 }
 
 // CreateSandboxRequest is the body of POST /v1/sandboxes. Every field is
@@ -72,6 +75,97 @@ type CreateSandboxRequest struct {
 	Cmd        []string          `json:"cmd,omitempty"`
 	// Network: nil takes the operator's default mode and policy.
 	Network *NetworkRequest `json:"network,omitempty"`
+	// Lifecycle: unset fields take the operator's defaults.
+	Lifecycle *LifecyclePolicy `json:"lifecycle,omitempty"`
+	// Volumes are mounted into the sandbox at every start.
+	Volumes []VolumeMount `json:"volumes,omitempty"`
+	// Public serves the sandbox's preview URLs without a token.
+	Public bool `json:"public,omitempty"`
+}
+
+// LifecyclePolicy is a sandbox's automatic stop, archive and delete, in
+// seconds; nil fields are left as they are (at create: the operator's
+// defaults).
+type LifecyclePolicy struct {
+	// AutoStopSeconds stops a started sandbox after this long without
+	// activity (0: never). Exec streams, running session commands and
+	// keep-alive leases hold it off.
+	AutoStopSeconds *int64 `json:"auto_stop_seconds,omitempty"`
+	// AutoArchiveSeconds archives a stopped sandbox after this long (0: never).
+	AutoArchiveSeconds *int64 `json:"auto_archive_seconds,omitempty"`
+	// AutoDeleteSeconds deletes a stopped sandbox after this long (0: as
+	// soon as it stops; -1: never).
+	AutoDeleteSeconds *int64 `json:"auto_delete_seconds,omitempty"`
+}
+
+// Seconds returns a pointer to d in whole seconds, for LifecyclePolicy.
+func Seconds(d time.Duration) *int64 { v := int64(d / time.Second); return &v }
+
+// Never returns the "never" value of a LifecyclePolicy field: 0 for stop
+// and archive, -1 for delete (pass true).
+func Never(del bool) *int64 {
+	v := int64(0)
+	if del {
+		v = -1
+	}
+	return &v
+}
+
+// Lifecycle is a sandbox's policy and timers.
+type Lifecycle struct {
+	AutoStopSeconds    int64 `json:"auto_stop_seconds"`
+	AutoArchiveSeconds int64 `json:"auto_archive_seconds"`
+	AutoDeleteSeconds  int64 `json:"auto_delete_seconds"`
+	// LastActivityAt is the latest activity: a toolbox call, an exec,
+	// preview traffic, a keep-alive, a start.
+	LastActivityAt time.Time  `json:"last_activity_at"`
+	KeepaliveUntil *time.Time `json:"keepalive_until,omitempty"`
+	// StoppedAt is when the sandbox came to rest; auto-archive and
+	// auto-delete count from it.
+	StoppedAt *time.Time   `json:"stopped_at,omitempty"`
+	Archive   *ArchiveInfo `json:"archive,omitempty"`
+}
+
+// ArchiveInfo describes an archived sandbox's writable layer.
+type ArchiveInfo struct {
+	StoredBytes int64     `json:"stored_bytes"` // in the archive store, compressed
+	DataBytes   int64     `json:"data_bytes"`   // data in the layer
+	DiskBytes   int64     `json:"disk_bytes"`   // the layer's size limit
+	SHA256      string    `json:"sha256"`       // of the stored object; checked at restore
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Metrics is a started sandbox's resource use at one moment
+// (GET /v1/sandboxes/{id}/metrics).
+type Metrics struct {
+	Time             time.Time `json:"time"`
+	CPUSeconds       float64   `json:"cpu_seconds"` // CPU time used since the start
+	MemoryBytes      int64     `json:"memory_bytes"`
+	MemoryLimitBytes int64     `json:"memory_limit_bytes"`
+	Pids             int64     `json:"pids"`
+	PidsLimit        int64     `json:"pids_limit"`
+	OOMKills         int64     `json:"oom_kills"`
+	DiskUsedBytes    int64     `json:"disk_used_bytes"` // on the writable layer
+	DiskLimitBytes   int64     `json:"disk_limit_bytes"`
+	// Network is absent for a sandbox without network; counted since
+	// its last start, from the sandbox's side.
+	Network *NetworkCounters `json:"network,omitempty"`
+}
+
+// NetworkCounters are a sandbox's traffic: Tx what it sent (including
+// what its egress policy dropped), Rx what reached it.
+type NetworkCounters struct {
+	RxBytes   uint64 `json:"rx_bytes"`
+	RxPackets uint64 `json:"rx_packets"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	TxPackets uint64 `json:"tx_packets"`
+}
+
+// KeepaliveRequest is the body of POST /v1/sandboxes/{id}/keepalive.
+type KeepaliveRequest struct {
+	// Seconds of lease: no auto-stop before now+Seconds. 0 ends a lease
+	// and only records activity.
+	Seconds int64 `json:"seconds"`
 }
 
 // Network modes.

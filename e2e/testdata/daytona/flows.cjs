@@ -192,16 +192,18 @@ async function flow1(daytona) {
   await rejects(new Daytona({ apiKey: 'sbx_wrong', apiUrl, target: 'local' }).get(sb.id), Error, 'a wrong key');
   await other[Symbol.asyncDispose]();
 
-  begin('flow 1: what sbx does not offer yet');
-  const e = await rejects(sb.archive(), DaytonaError, 'archive');
-  check(e.statusCode === 501 && !(e instanceof DaytonaNotFoundError), 'archive answers 501', e.statusCode);
+  begin('flow 1: Daytona\'s default intervals');
+  check(sb.autoStopInterval === 15 && sb.autoArchiveInterval === 7 * 24 * 60 && sb.autoDeleteInterval === -1,
+    'defaults 15 min / 7 days / never', [sb.autoStopInterval, sb.autoArchiveInterval, sb.autoDeleteInterval]);
+  const e = await rejects(sb.archive(), DaytonaError, 'archive of a started sandbox');
+  check(e.statusCode === 409, 'archive of a started sandbox answers 409', e.statusCode);
 
   begin('flow 1: create errors');
   await rejects(daytona.create({ snapshot: 'no/such:image' }), DaytonaNotFoundError, 'create from an unknown image');
   await rejects(
     daytona.create({ snapshot: image, volumes: [{ volumeId: 'v', mountPath: '/v' }] }),
-    DaytonaValidationError,
-    'create with volumes',
+    DaytonaNotFoundError,
+    'create with an unknown volume',
   );
   return sb;
 }
@@ -214,7 +216,11 @@ async function flow2(daytona, sb) {
   check((await daytona.get(sb.id)).state === 'stopped', 'get says stopped');
   await rejects(sb.process.executeCommand('true'), Error, 'exec in a stopped sandbox');
 
-  begin('flow 2: start');
+  begin('flow 2: archive');
+  await sb.archive();
+  check((await daytona.get(sb.id)).state === 'archived', 'get says archived');
+
+  begin('flow 2: start (restores the archive)');
   await sb.start();
   check(sb.state === 'started', 'started', sb.state);
   check((await sb.fs.downloadFile('/srv/persist.txt')).toString() === 'kept', 'files survive stop/start');
@@ -228,6 +234,10 @@ async function flow2(daytona, sb) {
   await sb.setAutoArchiveInterval(60);
   await sb.setAutoDeleteInterval(-1);
   await sb.refreshActivity();
+  const iv = await daytona.get(sb.id);
+  check(iv.autoStopInterval === 30 && iv.autoArchiveInterval === 60 && iv.autoDeleteInterval === -1, 'intervals stored',
+    [iv.autoStopInterval, iv.autoArchiveInterval, iv.autoDeleteInterval]);
+  check(Date.now() - Date.parse(iv.lastActivityAt) < 60000, 'refreshActivity recorded', iv.lastActivityAt);
   await sb.resize({ cpu: 1, memory: 1 });
   check(sb.cpu === 1 && sb.memory === 1, 'resize', { cpu: sb.cpu, memory: sb.memory });
   // codeRun needs the language label, which setLabels replaced.
@@ -313,6 +323,53 @@ async function flow4(sb) {
   check(killed.exitCode !== 0, 'a killed PTY exits non-zero', killed);
 }
 
+// rawGet sends GET path to the daemon with Host host (the preview URL's:
+// no wildcard DNS here) and resolves to {status, body}.
+function rawGet(host, path, headers = {}) {
+  const http = require('node:http');
+  const api = new URL(apiUrl);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: api.hostname, port: api.port, path, headers: { ...headers, Host: host } },
+      (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function flow5(sb) {
+  begin('flow 5: preview links');
+  await sb.process.executeCommand(
+    "sh -c 'mkdir -p /tmp/www && echo hello-daytona > /tmp/www/index.html && " +
+      "(python3 -m http.server 8123 --bind 127.0.0.1 --directory /tmp/www >/dev/null 2>&1 &)'",
+  );
+  const link = await sb.getPreviewLink(8123);
+  check(link.url.startsWith(`http://8123-${sb.id}.`), 'host-form url', link);
+  check(typeof link.token === 'string' && link.token.length === 32, 'token', link);
+  const host = new URL(link.url).host;
+  const tok = { 'X-Daytona-Preview-Token': link.token };
+  await until(async () => (await rawGet(host, '/', tok)).status === 200, 'the server behind the preview', 15000);
+  const page = await rawGet(host, '/', tok);
+  check(page.body.includes('hello-daytona'), 'the page through the preview', page);
+  check((await rawGet(host, '/')).status === 401, 'no token: 401');
+  const q = await rawGet(host, `/?DAYTONA_SANDBOX_AUTH_KEY=${link.token}`);
+  check(q.status === 307, 'the query token sets a cookie and redirects', q.status);
+
+  begin('flow 5: signed preview url');
+  const signed = await sb.getSignedPreviewUrl(8123, 120);
+  check(signed.port === 8123 && signed.url.includes(signed.token), 'signed url', signed);
+  const ok = await rawGet(host, '/', { 'X-Daytona-Preview-Token': signed.token });
+  check(ok.status === 200, 'the signed token opens the port', ok);
+  await sb.expireSignedPreviewUrl(8123, signed.token);
+  const gone = await rawGet(host, '/', { 'X-Daytona-Preview-Token': signed.token });
+  check(gone.status === 403, 'an expired signed token is refused', gone);
+}
+
 async function main() {
   const daytona = new Daytona({ apiKey: process.env.SBX_API_KEY, apiUrl, target: 'local' });
   let sb;
@@ -320,6 +377,7 @@ async function main() {
     sb = await flow1(daytona);
     await flow2(daytona, sb);
     await flow4(sb);
+    await flow5(sb);
     begin('delete');
     await sb.delete();
     await rejects(daytona.get(sb.id), DaytonaNotFoundError, 'get after delete');

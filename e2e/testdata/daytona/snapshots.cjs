@@ -48,6 +48,7 @@ async function main() {
 
   begin('a sandbox from the snapshot');
   const sb = await daytona.create({ snapshot: 'dt-built' }, { timeout: 60 });
+  check(sb.snapshot === 'dt-built', 'the sandbox names its snapshot', sb.snapshot);
   const res = await sb.process.executeCommand('cat /built; echo $MODE; pwd');
   check(res.exitCode === 0, 'exit code', res);
   check(res.result.trim() === 'built\ndaytona\n/srv', 'files, env and workdir of the build', res.result);

@@ -59,6 +59,9 @@ type Sandboxes interface {
 	Delete(ctx context.Context, tenantID, idOrName string) error
 	Resize(ctx context.Context, tenantID, idOrName string, r sandbox.ResizeOptions) (store.Sandbox, error)
 	SetLabels(ctx context.Context, tenantID, idOrName string, labels map[string]string) (store.Sandbox, error)
+	Archive(ctx context.Context, tenantID, idOrName string) (store.Sandbox, error)
+	SetLifecycle(ctx context.Context, tenantID, idOrName string, o sandbox.LifecycleOptions) (store.Sandbox, error)
+	Keepalive(ctx context.Context, tenantID, idOrName string, d time.Duration) (store.Sandbox, error)
 	Exec(ctx context.Context, tenantID, idOrName string, req agent.ExecRequest) (*sandbox.Process, error)
 	Logs(ctx context.Context, tenantID, idOrName string, follow bool) (io.ReadCloser, error)
 	Agent(ctx context.Context, tenantID, idOrName string) (*agent.Client, error)
@@ -79,8 +82,11 @@ const (
 // Config configures the handler.
 type Config struct {
 	Sandboxes Sandboxes
+	// Volumes is the volume manager; nil answers 503 on /volumes.
+	Volumes Volumes
+	// Templates are Daytona's snapshots; nil: the snapshot routes answer 501.
+	Templates Templates
 	Auth      Auth
-	Templates Templates    // Daytona's snapshots; nil: the snapshot routes answer 501
 	Log       *slog.Logger // nil: discard
 	// MaxExecOutput caps the combined output of process/execute and
 	// code-run answers; 0 means DefaultMaxExecOutput.
@@ -88,6 +94,9 @@ type Config struct {
 	// MaxUploadSize caps each file of a bulk upload; 0 means
 	// DefaultMaxUploadSize.
 	MaxUploadSize int64
+	// Previews mints preview links (nil: the preview-url routes answer
+	// 503).
+	Previews Previews
 }
 
 type handler struct {
@@ -110,6 +119,7 @@ func New(cfg Config) http.Handler {
 	}
 	h.controlRoutes()
 	h.snapshotRoutes()
+	h.volumeRoutes()
 	h.toolboxRoutes()
 	// Daytona's event stream: without it the SDK polls GET /sandbox/{id},
 	// which answers final states anyway.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sbx-sh/sbx/internal/agent"
 	"github.com/sbx-sh/sbx/internal/errdefs"
+	"github.com/sbx-sh/sbx/internal/sandbox"
 	"github.com/sbx-sh/sbx/internal/store"
 )
 
@@ -32,6 +33,9 @@ func TestStates(t *testing.T) {
 		{store.StateStarted, store.StateStarted, "started", "started"},
 		{store.StateStopping, store.StateStopped, "stopping", "stopped"},
 		{store.StateStopped, store.StateStopped, "stopped", "stopped"},
+		{store.StateArchiving, store.StateStopped, "archiving", "archived"},
+		{store.StateArchived, store.StateStopped, "archived", "archived"},
+		{store.StateRestoring, store.StateStarted, "restoring", "started"},
 		{store.StateDestroying, store.StateDestroyed, "destroying", "destroyed"},
 		{store.StateDestroyed, store.StateDestroyed, "destroyed", "destroyed"},
 		{store.StateError, store.StateStarted, "error", "started"},
@@ -47,12 +51,12 @@ func TestStates(t *testing.T) {
 			t.Errorf("toDesiredState(%s/%s) = %s, want %s", tc.state, tc.desired, got, tc.wantDesired)
 		}
 	}
-	for _, s := range []string{"started", "stopped", "error"} {
+	for _, s := range []string{"started", "stopped", "error", "archived", "archiving", "restoring"} {
 		if st, ok := fromState(s); !ok || string(st) != s {
 			t.Errorf("fromState(%s) = %s, %v", s, st, ok)
 		}
 	}
-	for _, s := range []string{"archived", "build_failed", "pending_build", ""} {
+	for _, s := range []string{"build_failed", "pending_build", ""} {
 		if _, ok := fromState(s); ok {
 			t.Errorf("fromState(%s) is a state sbx has", s)
 		}
@@ -65,6 +69,7 @@ func TestSandboxDTO(t *testing.T) {
 		ID: "abc", TenantID: "t1", Name: "box", Image: "sbx/code:1", State: store.StateStarted, Desired: store.StateStarted,
 		Labels: map[string]string{"code-toolbox-language": "python"}, Resources: store.Resources{CPU: 2, MemoryMB: 1536, DiskMB: 4096},
 		CreatedAt: created, UpdatedAt: created,
+		Lifecycle: store.Lifecycle{AutoDelete: -1, LastActivity: created},
 	}
 	d := toSandboxDTO(sb, "http://h:7070/api/toolbox")
 	b, _ := json.Marshal(d)
@@ -151,10 +156,14 @@ func TestCreateOptions(t *testing.T) {
 	if o, err := toCreateOptions(req, "t"); err != nil || o.Image != "python:3.12" {
 		t.Errorf("image from FROM: %+v, %v", o, err)
 	}
+	json.Unmarshal([]byte(`{"volumes":[{"volumeId":"v","mountPath":"/v","subpath":"s"}]}`), &req)
+	if o, err := toCreateOptions(req, "t"); err != nil || len(o.Volumes) != 1 ||
+		o.Volumes[0] != (sandbox.VolumeOptions{Volume: "v", MountPath: "/v", Subpath: "s"}) {
+		t.Errorf("volumes: %+v, %v", o.Volumes, err)
+	}
 	for name, body := range map[string]string{
 		"dockerfile": `{"buildInfo":{"dockerfileContent":"FROM a\nRUN x\n"}}`,
 		"context":    `{"buildInfo":{"dockerfileContent":"FROM a\n","contextHashes":["h"]}}`,
-		"volumes":    `{"volumes":[{"volumeId":"v","mountPath":"/v"}]}`,
 		"network":    `{"networkBlockAll":true}`,
 		"gpu":        `{"gpu":1}`,
 		"negative":   `{"cpu":-1}`,
@@ -174,10 +183,10 @@ func TestListFilter(t *testing.T) {
 		"labels": {`{"x":"y"}`}, "limit": {"5"}, "cursor": {"c"}, "states": {"started", "archived"}, "id": {"ab"}, "name": {"n"},
 	}, "t")
 	if err != nil || f.TenantID != "t" || f.Labels["x"] != "y" || f.Limit != 5 || f.Cursor != "c" || id != "ab" || name != "n" ||
-		len(f.States) != 1 || f.States[0] != store.StateStarted {
+		len(f.States) != 2 || f.States[0] != store.StateStarted || f.States[1] != store.StateArchived {
 		t.Errorf("listFilter = %+v %q %q %v", f, id, name, err)
 	}
-	if f, _, _, _ := listFilter(map[string][]string{"states": {"archived"}}, "t"); len(f.States) != 1 || f.States[0] == store.StateStarted {
+	if f, _, _, _ := listFilter(map[string][]string{"states": {"pulling_snapshot"}}, "t"); len(f.States) != 1 || f.States[0] == store.StateStarted {
 		t.Errorf("only unknown states must match nothing: %+v", f.States)
 	}
 	for _, q := range []map[string][]string{{"labels": {"nope"}}, {"limit": {"0"}}, {"minCpu": {"2"}}} {
@@ -337,8 +346,29 @@ func TestAuthAndRoutes(t *testing.T) {
 	if rec, m := do("GET", "/api/socket.io/?EIO=4&transport=websocket", "", nil); rec.Code != 404 || m["code"] != "NOT_FOUND" {
 		t.Errorf("socket.io: %d %v", rec.Code, m)
 	}
-	if rec, m := do("POST", "/api/sandbox/x/archive", "good", hdr); rec.Code != 501 || m["code"] != "NOT_IMPLEMENTED" || m["source"] != sourceAPI {
-		t.Errorf("archive: %d %v", rec.Code, m)
+	if got := *lastLifecycle.AutoStop; got != 900 || lastLifecycle.AutoArchive != nil {
+		t.Errorf("autostop/15 set %+v, want auto-stop 900 s only", lastLifecycle)
+	}
+	for path, want := range map[string]func(o sandbox.LifecycleOptions) bool{
+		"/api/sandbox/x/autoarchive/0":  func(o sandbox.LifecycleOptions) bool { return *o.AutoArchive == 7*24*3600 },
+		"/api/sandbox/x/autodelete/-1":  func(o sandbox.LifecycleOptions) bool { return *o.AutoDelete == -1 },
+		"/api/sandbox/x/autodelete/0":   func(o sandbox.LifecycleOptions) bool { return *o.AutoDelete == 0 },
+		"/api/sandbox/x/autodelete/30":  func(o sandbox.LifecycleOptions) bool { return *o.AutoDelete == 1800 },
+		"/api/sandbox/x/autoarchive/60": func(o sandbox.LifecycleOptions) bool { return *o.AutoArchive == 3600 },
+	} {
+		lastLifecycle = sandbox.LifecycleOptions{}
+		if rec, _ := do("POST", path, "good", hdr); rec.Code != 200 || !want(lastLifecycle) {
+			t.Errorf("%s: %d, set %+v", path, rec.Code, lastLifecycle)
+		}
+	}
+	if rec, m := do("POST", "/api/sandbox/x/autostop/soon", "good", hdr); rec.Code != 400 {
+		t.Errorf("autostop/soon: %d %v", rec.Code, m)
+	}
+	if rec, m := do("POST", "/api/sandbox/x/archive", "good", hdr); rec.Code != 409 || m["code"] != "CONFLICT" {
+		t.Errorf("archive of a started sandbox: %d %v", rec.Code, m)
+	}
+	if rec, m := do("POST", "/api/sandbox/x/recover", "good", hdr); rec.Code != 501 || m["code"] != "NOT_IMPLEMENTED" || m["source"] != sourceAPI {
+		t.Errorf("recover: %d %v", rec.Code, m)
 	}
 	if rec, m := do("GET", "/api/toolbox/x/git/status", "good", nil); rec.Code != 501 || m["source"] != sourceDaemon {
 		t.Errorf("git: %d %v", rec.Code, m)
@@ -359,6 +389,25 @@ func (fakeAuth) Authenticate(_ context.Context, secret string) (store.Tenant, er
 
 // fakeSandboxes knows one sandbox, "x"; every other method panics.
 type fakeSandboxes struct{ Sandboxes }
+
+// lastLifecycle is what the last SetLifecycle on the fake was given.
+var lastLifecycle sandbox.LifecycleOptions
+
+func (f fakeSandboxes) SetLifecycle(ctx context.Context, tenantID, id string, o sandbox.LifecycleOptions) (store.Sandbox, error) {
+	if _, err := f.Get(ctx, tenantID, id); err != nil {
+		return store.Sandbox{}, err
+	}
+	lastLifecycle = o
+	return store.Sandbox{ID: "x", TenantID: "t1", State: store.StateStarted}, nil
+}
+
+func (f fakeSandboxes) Archive(ctx context.Context, tenantID, id string) (store.Sandbox, error) {
+	sb, err := f.Get(ctx, tenantID, id)
+	if err != nil {
+		return sb, err
+	}
+	return sb, errdefs.Publicf(errdefs.ErrConflict, "sandbox %s is started: only a stopped sandbox can be archived", id)
+}
 
 func (fakeSandboxes) Get(_ context.Context, tenantID, id string) (store.Sandbox, error) {
 	if tenantID != "t1" || id != "x" {

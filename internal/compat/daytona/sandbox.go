@@ -18,7 +18,7 @@ import (
 
 // SandboxDTO is Daytona's Sandbox object, with every field the SDK copies
 // onto its Sandbox. Fields sbx has no notion of carry Daytona's neutral
-// values (no GPU, no backup, not public).
+// values (no GPU, no backup).
 type SandboxDTO struct {
 	ID             string            `json:"id"`
 	OrganizationID string            `json:"organizationId"`
@@ -42,7 +42,7 @@ type SandboxDTO struct {
 	AutoStop       int               `json:"autoStopInterval"`
 	AutoArchive    int               `json:"autoArchiveInterval"`
 	AutoDelete     int               `json:"autoDeleteInterval"`
-	Volumes        []any             `json:"volumes"`
+	Volumes        []VolumeMountDTO  `json:"volumes"`
 	CreatedAt      string            `json:"createdAt"`
 	UpdatedAt      string            `json:"updatedAt"`
 	LastActivityAt string            `json:"lastActivityAt"`
@@ -59,7 +59,8 @@ func isoTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.00
 func toState(s store.State) string {
 	switch s {
 	case store.StateCreating, store.StateStarting, store.StateStarted, store.StateStopping,
-		store.StateStopped, store.StateDestroying, store.StateDestroyed, store.StateError:
+		store.StateStopped, store.StateArchiving, store.StateArchived, store.StateRestoring,
+		store.StateDestroying, store.StateDestroyed, store.StateError:
 		return string(s)
 	}
 	return "unknown"
@@ -68,6 +69,9 @@ func toState(s store.State) string {
 // toDesiredState maps the state a user asked for to Daytona's
 // desiredState (destroyed, started or stopped).
 func toDesiredState(s store.Sandbox) string {
+	if s.State == store.StateArchived || s.State == store.StateArchiving {
+		return "archived"
+	}
 	switch s.Desired {
 	case store.StateStarted, store.StateStopped, store.StateDestroyed:
 		return string(s.Desired)
@@ -83,7 +87,8 @@ func toDesiredState(s store.Sandbox) string {
 func fromState(s string) (store.State, bool) {
 	switch st := store.State(s); st {
 	case store.StateCreating, store.StateStarting, store.StateStarted, store.StateStopping,
-		store.StateStopped, store.StateDestroying, store.StateDestroyed, store.StateError, store.StateUnknown:
+		store.StateStopped, store.StateArchiving, store.StateArchived, store.StateRestoring,
+		store.StateDestroying, store.StateDestroyed, store.StateError, store.StateUnknown:
 		return st, true
 	}
 	return "", false
@@ -105,20 +110,20 @@ func toSandboxDTO(s store.Sandbox, toolbox string) SandboxDTO {
 	if user == "" {
 		user = "root"
 	}
-	last := s.UpdatedAt
+	last := s.Lifecycle.LastActivity
 	if s.StartedAt != nil && s.StartedAt.After(last) {
 		last = *s.StartedAt
 	}
+	l := s.Lifecycle
 	return SandboxDTO{
-		ID: s.ID, OrganizationID: s.TenantID, Name: s.Name, Snapshot: s.Image, User: user,
-		Env: orEmpty(s.Env), Labels: orEmpty(s.Labels), Target: "local",
+		ID: s.ID, OrganizationID: s.TenantID, Name: s.Name, Snapshot: snapshotName(s.Image), User: user,
+		Env: orEmpty(s.Env), Labels: orEmpty(s.Labels), Target: "local", Public: s.Public,
 		CPU: s.Resources.CPU, Memory: gib(s.Resources.MemoryMB), Disk: gib(s.Resources.DiskMB),
 		State: toState(s.State), DesiredState: toDesiredState(s), ErrorReason: s.ErrorReason,
 		BackupState: "None",
-		// sbx does not stop, archive or delete idle sandboxes (yet):
-		// say so with Daytona's "disabled" values.
-		AutoStop: 0, AutoArchive: 0, AutoDelete: -1,
-		Volumes:   []any{},
+		// Daytona counts in minutes; sbx in seconds.
+		AutoStop: int(l.AutoStop / 60), AutoArchive: int(l.AutoArchive / 60), AutoDelete: minutesOrNever(l.AutoDelete),
+		Volumes:   toVolumeMountDTOs(s.Volumes),
 		CreatedAt: isoTime(s.CreatedAt), UpdatedAt: isoTime(s.UpdatedAt), LastActivityAt: isoTime(last),
 		SandboxClass: "container", ToolboxURL: toolbox,
 	}
@@ -134,10 +139,101 @@ func (h *handler) controlRoutes() {
 	h.route("PUT /sandbox/{id}/labels", h.setLabels)
 	h.route("POST /sandbox/{id}/resize", h.resizeSandbox)
 	h.route("GET /sandbox/{id}/toolbox-proxy-url", h.toolboxProxyURL)
-	// Accepted and not recorded: sbx has no idle policies yet.
-	for _, p := range []string{"autostop/{m}", "autoarchive/{m}", "autodelete/{m}", "autopause/{m}", "ttl/{m}", "last-activity"} {
+	h.route("POST /sandbox/{id}/archive", h.archiveSandbox)
+	h.route("POST /sandbox/{id}/autostop/{m}", h.setInterval)
+	h.route("POST /sandbox/{id}/autoarchive/{m}", h.setInterval)
+	h.route("POST /sandbox/{id}/autodelete/{m}", h.setInterval)
+	h.route("POST /sandbox/{id}/last-activity", h.lastActivity)
+	h.previewRoutes()
+	// Accepted and not recorded: sbx has no pause or TTL.
+	for _, p := range []string{"autopause/{m}", "ttl/{m}"} {
 		h.route("POST /sandbox/{id}/"+p, h.acceptNoop)
 	}
+}
+
+func minutesOrNever(sec int64) int {
+	if sec < 0 {
+		return -1
+	}
+	return int(sec / 60)
+}
+
+// Daytona's defaults for a sandbox created without intervals (minutes):
+// stop after 15 idle, archive after 7 days stopped, never delete.
+const (
+	daytonaAutoStop    = 15
+	daytonaAutoArchive = 7 * 24 * 60
+)
+
+// lifecycleOf maps Daytona's intervals (minutes; nil: Daytona's default)
+// to sbx's policy. Daytona's auto-archive 0 means "the maximum", which is
+// its 7-day default.
+func lifecycleOf(stop, archive, del *int) *sandbox.LifecycleOptions {
+	sec := func(m int) *int64 { v := int64(m) * 60; return &v }
+	o := &sandbox.LifecycleOptions{AutoStop: sec(daytonaAutoStop), AutoArchive: sec(daytonaAutoArchive)}
+	if stop != nil {
+		o.AutoStop = sec(*stop)
+	}
+	if archive != nil && *archive != 0 {
+		o.AutoArchive = sec(*archive)
+	}
+	if del != nil {
+		v := int64(*del)
+		if v > 0 {
+			v *= 60
+		}
+		o.AutoDelete = &v
+	}
+	return o
+}
+
+func (h *handler) archiveSandbox(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	sb, err := h.cfg.Sandboxes.Archive(r.Context(), t.ID, r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toSandboxDTO(sb, toolboxURL(r)))
+}
+
+// setInterval serves autostop, autoarchive and autodelete (minutes).
+func (h *handler) setInterval(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	m, err := strconv.Atoi(r.PathValue("m"))
+	if err != nil {
+		h.fail(w, r, invalidf("interval %q is not a whole number of minutes", r.PathValue("m")))
+		return
+	}
+	var o sandbox.LifecycleOptions
+	v := int64(m) * 60
+	switch {
+	case strings.Contains(r.URL.Path, "/autostop/"):
+		o.AutoStop = &v
+	case strings.Contains(r.URL.Path, "/autoarchive/"):
+		if m == 0 {
+			v = daytonaAutoArchive * 60
+		}
+		o.AutoArchive = &v
+	default:
+		if m < 0 {
+			v = int64(m)
+		}
+		o.AutoDelete = &v
+	}
+	if _, err := h.cfg.Sandboxes.SetLifecycle(r.Context(), t.ID, r.PathValue("id"), o); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	io.Copy(io.Discard, io.LimitReader(r.Body, maxJSONBody))
+	w.WriteHeader(http.StatusOK)
+}
+
+func (h *handler) lastActivity(w http.ResponseWriter, r *http.Request, t store.Tenant) {
+	if _, err := h.cfg.Sandboxes.Keepalive(r.Context(), t.ID, r.PathValue("id"), 0); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	io.Copy(io.Discard, io.LimitReader(r.Body, maxJSONBody))
+	w.WriteHeader(http.StatusOK)
 }
 
 // decodeBody decodes an optional JSON body leniently: the SDK sends many
@@ -176,10 +272,14 @@ type createRequest struct {
 		DockerfileContent string   `json:"dockerfileContent"`
 		ContextHashes     []string `json:"contextHashes"`
 	} `json:"buildInfo"`
-	Volumes          []json.RawMessage `json:"volumes"`
-	NetworkBlockAll  bool              `json:"networkBlockAll"`
-	NetworkAllowList string            `json:"networkAllowList"`
-	DomainAllowList  string            `json:"domainAllowList"`
+	Volumes          []VolumeMountDTO `json:"volumes"`
+	NetworkBlockAll  bool             `json:"networkBlockAll"`
+	NetworkAllowList string           `json:"networkAllowList"`
+	DomainAllowList  string           `json:"domainAllowList"`
+	AutoStop         *int             `json:"autoStopInterval"`
+	AutoArchive      *int             `json:"autoArchiveInterval"`
+	AutoDelete       *int             `json:"autoDeleteInterval"`
+	Public           bool             `json:"public"`
 }
 
 func invalidf(format string, args ...any) error {
@@ -207,7 +307,8 @@ func imageOfDockerfile(df string, contextHashes []string) (string, error) {
 
 // toCreateOptions translates a create request.
 func toCreateOptions(req createRequest, tenantID string) (sandbox.CreateOptions, error) {
-	opts := sandbox.CreateOptions{TenantID: tenantID, Name: req.Name, Image: req.Snapshot, Env: req.Env, Labels: req.Labels, User: req.User}
+	opts := sandbox.CreateOptions{TenantID: tenantID, Name: req.Name, Image: req.Snapshot, Env: req.Env, Labels: req.Labels, User: req.User,
+		Volumes: fromVolumeMounts(req.Volumes), Public: req.Public}
 	if req.BuildInfo != nil {
 		if req.Snapshot != "" {
 			return opts, invalidf("give either snapshot or image, not both")
@@ -221,8 +322,6 @@ func toCreateOptions(req createRequest, tenantID string) (sandbox.CreateOptions,
 	switch {
 	case req.GPU > 0:
 		return opts, invalidf("sbx has no GPU sandboxes")
-	case len(req.Volumes) > 0:
-		return opts, invalidf("volumes are not supported by sbx's Daytona API yet")
 	case req.NetworkBlockAll || req.NetworkAllowList != "" || req.DomainAllowList != "":
 		return opts, invalidf("network policies are not supported by sbx's Daytona API yet")
 	}
@@ -232,6 +331,7 @@ func toCreateOptions(req createRequest, tenantID string) (sandbox.CreateOptions,
 		}
 	}
 	opts.Resources = store.Resources{CPU: req.CPU, MemoryMB: int64(req.Memory * 1024), DiskMB: int64(req.Disk * 1024)}
+	opts.Lifecycle = lifecycleOf(req.AutoStop, req.AutoArchive, req.AutoDelete)
 	return opts, nil
 }
 

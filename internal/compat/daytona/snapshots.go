@@ -285,6 +285,15 @@ func (h *handler) snapshotLogs(w http.ResponseWriter, r *http.Request, t store.T
 	}
 }
 
+// snapshotName is what a sandbox's snapshot is called: a template's name
+// for a sandbox made from one, else the image reference.
+func snapshotName(imageRef string) string {
+	if n, ok := strings.CutPrefix(imageRef, "sbx.local/template/"); ok {
+		return strings.TrimSuffix(n, ":latest")
+	}
+	return imageRef
+}
+
 // specOfDockerfile translates the Dockerfiles the Daytona SDK's Image
 // builder writes (FROM, RUN, ENV, WORKDIR, ENTRYPOINT, CMD, USER; one
 // FROM, no build context) into a template spec. Other instructions are

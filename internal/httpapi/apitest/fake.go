@@ -61,6 +61,7 @@ type Fake struct {
 	errs      map[string]error
 	closed    []string // IDs of sandboxes whose exec was abandoned
 	agents    map[string]*fakeAgent
+	touches   map[string]int
 	// AdminID is the admin tenant's ID.
 	AdminID string
 }
@@ -86,7 +87,7 @@ func NewFake() *Fake {
 		now: Epoch, tenants: map[string]store.Tenant{}, keys: map[string]store.APIKey{},
 		sandboxes: map[string]store.Sandbox{}, logs: map[string]string{},
 		images: map[string]map[string]image.Image{}, errs: map[string]error{},
-		agents: map[string]*fakeAgent{},
+		agents: map[string]*fakeAgent{}, touches: map[string]int{},
 	}
 	admin := f.addTenant("admin", store.Limits{}, true)
 	f.AdminID = admin.ID
@@ -252,12 +253,13 @@ func (f *Fake) event(sb store.Sandbox, from, to store.State, msg string) {
 		Type: "state", From: from, To: to, Message: msg, Time: f.now})
 }
 
+// get finds a sandbox of the tenant ("" = of any tenant, as the store).
 func (f *Fake) get(tenantID, idOrName string) (store.Sandbox, error) {
-	if sb, ok := f.sandboxes[idOrName]; ok && sb.TenantID == tenantID {
+	if sb, ok := f.sandboxes[idOrName]; ok && (tenantID == "" || sb.TenantID == tenantID) {
 		return sb, nil
 	}
 	for _, sb := range f.sandboxes {
-		if sb.TenantID == tenantID && sb.Name == idOrName {
+		if (tenantID == "" || sb.TenantID == tenantID) && sb.Name == idOrName {
 			return sb, nil
 		}
 	}
@@ -331,7 +333,7 @@ func (f *Fake) Create(ctx context.Context, o sandbox.CreateOptions) (store.Sandb
 		Runtime: o.Runtime, State: store.StateStarted, Desired: store.StateStarted,
 		Env: o.Env, Labels: o.Labels, Resources: r, User: o.User, Workdir: o.Workdir,
 		Entrypoint: o.Entrypoint, Cmd: o.Cmd, UIDSlot: f.seq, CreatedAt: now, UpdatedAt: now, StartedAt: &now,
-		Network: store.Network{Mode: "none"},
+		Network: store.Network{Mode: "none"}, Public: o.Public,
 	}
 	if n := o.Network; n != nil && n.Mode == "bridge" {
 		p, err := network.ParsePolicy(n.BlockAll, n.Allow, n.Deny)
@@ -342,6 +344,10 @@ func (f *Fake) Create(ctx context.Context, o sandbox.CreateOptions) (store.Sandb
 		sb.Network.Allow, sb.Network.Deny = p.Strings()
 	} else if n != nil && n.Mode != "" && n.Mode != "none" {
 		return store.Sandbox{}, errdefs.Publicf(errdefs.ErrInvalidArgument, "network mode must be none or bridge")
+	}
+	sb.Lifecycle = store.Lifecycle{AutoDelete: -1, LastActivity: now}
+	if err := (sandbox.LifecycleConfig{}).Apply(&sb.Lifecycle, o.Lifecycle); err != nil {
+		return store.Sandbox{}, err
 	}
 	if sb.Name == "" {
 		sb.Name = sb.ID
@@ -427,6 +433,7 @@ func (f *Fake) Start(ctx context.Context, tenantID, idOrName string) (store.Sand
 		sb.State, sb.Desired = store.StateStarted, store.StateStarted
 		now := f.now.Add(time.Second)
 		sb.StartedAt = &now
+		sb.Lifecycle.Archive = nil // an archived one is restored
 		return nil
 	})
 }
@@ -441,6 +448,62 @@ func (f *Fake) Stop(ctx context.Context, tenantID, idOrName string, grace time.D
 		}
 		return nil
 	})
+}
+
+// Archive implements httpapi.Sandboxes: a stopped sandbox becomes archived.
+func (f *Fake) Archive(ctx context.Context, tenantID, idOrName string) (store.Sandbox, error) {
+	return f.transition(tenantID, idOrName, "Archive", func(sb *store.Sandbox) error {
+		switch sb.State {
+		case store.StateArchived:
+			return nil
+		case store.StateStopped:
+		default:
+			return errdefs.Publicf(errdefs.ErrConflict, "sandbox %s is %s: only a stopped sandbox can be archived", sb.ID, sb.State)
+		}
+		sb.State = store.StateArchived
+		sb.Lifecycle.Archive = &store.ArchiveInfo{Key: "sandboxes/" + sb.ID + ".sbxa", Size: 1 << 20, SHA256: "00",
+			DiskSize: sb.Resources.DiskMB << 20, Data: 2 << 20, CreatedAt: f.now}
+		return nil
+	})
+}
+
+// SetLifecycle implements httpapi.Sandboxes (no operator caps).
+func (f *Fake) SetLifecycle(ctx context.Context, tenantID, idOrName string, o sandbox.LifecycleOptions) (store.Sandbox, error) {
+	return f.transition(tenantID, idOrName, "SetLifecycle", func(sb *store.Sandbox) error {
+		return sandbox.LifecycleConfig{}.Apply(&sb.Lifecycle, &o)
+	})
+}
+
+// Keepalive implements httpapi.Sandboxes.
+func (f *Fake) Keepalive(ctx context.Context, tenantID, idOrName string, d time.Duration) (store.Sandbox, error) {
+	return f.transition(tenantID, idOrName, "Keepalive", func(sb *store.Sandbox) error {
+		sb.Lifecycle.LastActivity = f.now
+		sb.Lifecycle.KeepaliveUntil = nil
+		if d > 0 {
+			t := f.now.Add(d)
+			sb.Lifecycle.KeepaliveUntil = &t
+		}
+		return nil
+	})
+}
+
+// Metrics implements httpapi.Sandboxes with fixed figures.
+func (f *Fake) Metrics(ctx context.Context, tenantID, idOrName string) (sandbox.Metrics, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sb, err := f.get(tenantID, idOrName)
+	if err != nil {
+		return sandbox.Metrics{}, err
+	}
+	if sb.State != store.StateStarted {
+		return sandbox.Metrics{}, errdefs.Publicf(errdefs.ErrConflict, "sandbox %s is %s, not started", sb.ID, sb.State)
+	}
+	m := sandbox.Metrics{Time: f.now, CPUSeconds: 1.5, MemoryBytes: 64 << 20, MemoryLimitBytes: sb.Resources.MemoryMB << 20,
+		Pids: 3, PidsLimit: sb.Resources.Pids, DiskUsedBytes: 5 << 20, DiskLimitBytes: sb.Resources.DiskMB << 20}
+	if sb.Network.Mode == "bridge" {
+		m.Network = &network.Counters{RxBytes: 1000, RxPackets: 10, TxBytes: 2000, TxPackets: 20}
+	}
+	return m, nil
 }
 
 // Restart implements httpapi.Sandboxes.
@@ -494,6 +557,28 @@ func (f *Fake) SetLabels(ctx context.Context, tenantID, idOrName string, labels 
 		sb.Labels = labels
 		return nil
 	})
+}
+
+// SetPublic implements httpapi.Sandboxes.
+func (f *Fake) SetPublic(ctx context.Context, tenantID, idOrName string, public bool) (store.Sandbox, error) {
+	return f.transition(tenantID, idOrName, "SetPublic", func(sb *store.Sandbox) error {
+		sb.Public = public
+		return nil
+	})
+}
+
+// Touch records activity (preview.Sandboxes); Touches counts it.
+func (f *Fake) Touch(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.touches[id]++
+}
+
+// Touches is how many times Touch was called for id.
+func (f *Fake) Touches(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.touches[id]
 }
 
 // SetNetworkPolicy implements httpapi.Sandboxes.

@@ -15,11 +15,11 @@ import (
 
 const sandboxCols = `id, tenant_id, name, image, image_digest, runtime, state, desired,
 	env, labels, resources, run_as, entrypoint, cmd, workdir, uid_slot,
-	error_reason, exit_code, oom_kills, created_at, updated_at, started_at, network, ip`
+	error_reason, exit_code, oom_kills, created_at, updated_at, started_at, network, ip, lifecycle, volumes, public`
 
 // sandboxRow is a Sandbox with its JSON columns encoded.
 type sandboxRow struct {
-	env, labels, resources, entrypoint, cmd, network string
+	env, labels, resources, entrypoint, cmd, network, lifecycle, volumes string
 }
 
 func encodeSandbox(s store.Sandbox) (sandboxRow, error) {
@@ -34,7 +34,7 @@ func encodeSandbox(s store.Sandbox) (sandboxRow, error) {
 		v   any
 	}{
 		{&r.env, s.Env}, {&r.labels, s.Labels}, {&r.resources, s.Resources},
-		{&r.entrypoint, s.Entrypoint}, {&r.cmd, s.Cmd}, {&r.network, nw},
+		{&r.entrypoint, s.Entrypoint}, {&r.cmd, s.Cmd}, {&r.network, nw}, {&r.lifecycle, s.Lifecycle}, {&r.volumes, s.Volumes},
 	} {
 		if *f.dst, err = jsonText(f.v); err != nil {
 			return sandboxRow{}, err
@@ -50,10 +50,11 @@ func scanSandbox(sc interface{ Scan(...any) error }) (store.Sandbox, error) {
 		exitCode, started         sql.NullInt64
 		created, updated, uidSlot int64
 		ip                        string
+		public                    bool
 	)
 	err := sc.Scan(&s.ID, &s.TenantID, &s.Name, &s.Image, &s.ImageDigest, &s.Runtime, &s.State, &s.Desired,
 		&r.env, &r.labels, &r.resources, &s.User, &r.entrypoint, &r.cmd, &s.Workdir, &uidSlot,
-		&s.ErrorReason, &exitCode, &s.OOMKills, &created, &updated, &started, &r.network, &ip)
+		&s.ErrorReason, &exitCode, &s.OOMKills, &created, &updated, &started, &r.network, &ip, &r.lifecycle, &r.volumes, &public)
 	if err != nil {
 		return store.Sandbox{}, err
 	}
@@ -62,7 +63,7 @@ func scanSandbox(sc interface{ Scan(...any) error }) (store.Sandbox, error) {
 		v   any
 	}{
 		{r.env, &s.Env}, {r.labels, &s.Labels}, {r.resources, &s.Resources},
-		{r.entrypoint, &s.Entrypoint}, {r.cmd, &s.Cmd}, {r.network, &s.Network},
+		{r.entrypoint, &s.Entrypoint}, {r.cmd, &s.Cmd}, {r.network, &s.Network}, {r.lifecycle, &s.Lifecycle}, {r.volumes, &s.Volumes},
 	} {
 		if err := fromJSON(f.src, f.v); err != nil {
 			return store.Sandbox{}, fmt.Errorf("sandbox %s: %w", s.ID, err)
@@ -70,6 +71,7 @@ func scanSandbox(sc interface{ Scan(...any) error }) (store.Sandbox, error) {
 	}
 	s.UIDSlot = int(uidSlot)
 	s.Network.IP = ip
+	s.Public = public
 	if exitCode.Valid {
 		c := int(exitCode.Int64)
 		s.ExitCode = &c
@@ -161,11 +163,11 @@ func (db *DB) CreateSandbox(ctx context.Context, s store.Sandbox) error {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO sandboxes (`+sandboxCols+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			s.ID, s.TenantID, s.Name, s.Image, s.ImageDigest, s.Runtime, s.State, s.Desired,
 			r.env, r.labels, r.resources, s.User, r.entrypoint, r.cmd, s.Workdir, s.UIDSlot,
 			s.ErrorReason, nullInt(s.ExitCode), s.OOMKills, nanos(s.CreatedAt), nanos(s.UpdatedAt), nullTime(&s),
-			r.network, s.Network.IP)
+			r.network, s.Network.IP, r.lifecycle, r.volumes, s.Public)
 		return err
 	})
 	if isUnique(err) {
@@ -317,12 +319,12 @@ func (db *DB) UpdateSandbox(ctx context.Context, s store.Sandbox) error {
 				name = ?, image = ?, image_digest = ?, runtime = ?, state = ?, desired = ?,
 				env = ?, labels = ?, resources = ?, run_as = ?, entrypoint = ?, cmd = ?,
 				workdir = ?, uid_slot = ?, error_reason = ?, exit_code = ?, oom_kills = ?,
-				updated_at = ?, started_at = ?, network = ?, ip = ?
+				updated_at = ?, started_at = ?, network = ?, ip = ?, lifecycle = ?, volumes = ?, public = ?
 			WHERE id = ?`,
 			s.Name, s.Image, s.ImageDigest, s.Runtime, s.State, s.Desired,
 			r.env, r.labels, r.resources, s.User, r.entrypoint, r.cmd,
 			s.Workdir, s.UIDSlot, s.ErrorReason, nullInt(s.ExitCode), s.OOMKills,
-			nanos(db.now()), nullTime(&s), r.network, s.Network.IP, s.ID)
+			nanos(db.now()), nullTime(&s), r.network, s.Network.IP, r.lifecycle, r.volumes, s.Public, s.ID)
 		return err
 	})
 	if isUnique(err) {

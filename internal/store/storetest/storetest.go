@@ -38,12 +38,16 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SandboxDelete", testSandboxDelete},
 		{"UsedUIDSlots", testUsedUIDSlots},
 		{"Network", testNetwork},
+		{"Lifecycle", testLifecycle},
+		{"Preview", testPreview},
 		{"Pagination", testPagination},
 		{"PaginationCap", testPaginationCap},
 		{"Events", testEvents},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"ConcurrentDuplicates", testConcurrentDuplicates},
 		{"Templates", testTemplates},
+		{"Volumes", testVolumes},
+		{"VolumeUsers", testVolumeUsers},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -524,6 +528,34 @@ func testUsedUIDSlots(t *testing.T, st store.Store) {
 	}
 }
 
+func testLifecycle(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	a := sandbox("s1", "t1", "one", -1)
+	must(t, "CreateSandbox", st.CreateSandbox(ctx, a))
+	got, err := st.GetSandbox(ctx, "", "s1")
+	must(t, "GetSandbox", err)
+	if diff := cmp.Diff(a.Lifecycle, got.Lifecycle); diff != "" {
+		t.Errorf("zero lifecycle (-want +got):\n%s", diff)
+	}
+	now := time.Unix(1700000000, 123).UTC()
+	later := now.Add(time.Hour)
+	a.State = store.StateArchived
+	a.Lifecycle = store.Lifecycle{AutoStop: 900, AutoArchive: 3600, AutoDelete: -1, LastActivity: now,
+		KeepaliveUntil: &later, StoppedAt: &now,
+		Archive: &store.ArchiveInfo{Key: "sandboxes/s1.sbxa", Size: 10, SHA256: "ab", DiskSize: 1 << 30, Data: 99, CreatedAt: now}}
+	must(t, "UpdateSandbox", st.UpdateSandbox(ctx, a))
+	got, err = st.GetSandbox(ctx, "", "s1")
+	must(t, "GetSandbox", err)
+	if diff := cmp.Diff(a.Lifecycle, got.Lifecycle); diff != "" {
+		t.Errorf("lifecycle (-want +got):\n%s", diff)
+	}
+	items, _, err := st.ListSandboxes(ctx, store.SandboxFilter{States: []store.State{store.StateArchived}})
+	must(t, "ListSandboxes", err)
+	if len(items) != 1 || items[0].ID != "s1" {
+		t.Errorf("archived sandboxes: %v", items)
+	}
+}
+
 func testNetwork(t *testing.T, st store.Store) {
 	ctx := t.Context()
 	a := sandbox("s1", "t1", "one", -1)
@@ -560,6 +592,47 @@ func testNetwork(t *testing.T, st store.Store) {
 	if diff := cmp.Diff([]string{"10.88.0.2"}, ips); diff != "" {
 		t.Errorf("UsedIPs after changes (-want +got):\n%s", diff)
 	}
+}
+
+func testPreview(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	mkTenant(t, st, "t1")
+	a := sandbox("s1", "t1", "one", -1)
+	a.Public = true
+	must(t, "CreateSandbox", st.CreateSandbox(ctx, a))
+	got, err := st.GetSandbox(ctx, "", "s1")
+	must(t, "GetSandbox", err)
+	if !got.Public {
+		t.Error("Public lost on create")
+	}
+	got.Public = false
+	must(t, "UpdateSandbox", st.UpdateSandbox(ctx, got))
+	if got, _ = st.GetSandbox(ctx, "", "s1"); got.Public {
+		t.Error("Public not cleared on update")
+	}
+
+	revoked := func(id string) bool {
+		t.Helper()
+		ok, err := st.PreviewTokenRevoked(ctx, id)
+		must(t, "PreviewTokenRevoked", err)
+		return ok
+	}
+	if revoked("tok1") {
+		t.Error("a token never revoked is revoked")
+	}
+	later := time.Now().Add(time.Hour)
+	must(t, "RevokePreviewToken", st.RevokePreviewToken(ctx, store.PreviewRevocation{TokenID: "tok1", SandboxID: "s1", ExpiresAt: later}))
+	must(t, "RevokePreviewToken twice", st.RevokePreviewToken(ctx, store.PreviewRevocation{TokenID: "tok1", SandboxID: "s1", ExpiresAt: later}))
+	if !revoked("tok1") {
+		t.Error("revoked token not revoked")
+	}
+	// A revocation of an already expired token is pruned by the next one.
+	must(t, "RevokePreviewToken", st.RevokePreviewToken(ctx, store.PreviewRevocation{TokenID: "old", SandboxID: "s1", ExpiresAt: time.Now().Add(-time.Hour)}))
+	must(t, "RevokePreviewToken", st.RevokePreviewToken(ctx, store.PreviewRevocation{TokenID: "tok2", SandboxID: "s1", ExpiresAt: later}))
+	if revoked("old") || !revoked("tok1") || !revoked("tok2") {
+		t.Error("pruning removed the wrong revocations")
+	}
+	wantKind(t, "empty token id", st.RevokePreviewToken(ctx, store.PreviewRevocation{SandboxID: "s1", ExpiresAt: later}), errdefs.ErrInvalidArgument)
 }
 
 // pageAll lists every page of f and checks that each page but the last is full.
@@ -840,5 +913,127 @@ func testConcurrentDuplicates(t *testing.T, st store.Store) {
 	wg.Wait()
 	if ok != 1 || exists != n-1 || len(other) > 0 {
 		t.Errorf("racing creates of one name: %d succeeded, %d already existed, other errors %v; want 1, %d, none", ok, exists, other, n-1)
+	}
+}
+
+func testVolumes(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	mkTenant(t, st, "t1")
+	mkTenant(t, st, "t2")
+	v := store.Volume{ID: "v1", TenantID: "t1", Name: "data", SizeMB: 64, State: store.VolumeCreating, CreatedAt: base, UpdatedAt: base}
+	must(t, "CreateVolume", st.CreateVolume(ctx, v))
+	got, err := st.GetVolume(ctx, "t1", "v1")
+	must(t, "GetVolume", err)
+	if !got.CreatedAt.Equal(base) || got.CreatedAt.Location() != time.UTC {
+		t.Errorf("CreatedAt = %v, want %v in UTC", got.CreatedAt, base)
+	}
+	want := v
+	want.CreatedAt, want.UpdatedAt = base.UTC(), base.UTC()
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("GetVolume (-want +got):\n%s", d)
+	}
+	if g, err := st.GetVolumeByName(ctx, "t1", "data"); err != nil || g.ID != "v1" {
+		t.Errorf("GetVolumeByName = %+v, %v", g, err)
+	}
+	if g, err := st.GetVolume(ctx, "", "v1"); err != nil || g.ID != "v1" {
+		t.Errorf("GetVolume of any tenant = %+v, %v", g, err)
+	}
+	_, err = st.GetVolume(ctx, "t2", "v1")
+	wantKind(t, "GetVolume of another tenant", err, errdefs.ErrNotFound)
+	_, err = st.GetVolumeByName(ctx, "t2", "data")
+	wantKind(t, "GetVolumeByName of another tenant", err, errdefs.ErrNotFound)
+	// Names are unique per tenant only.
+	wantKind(t, "CreateVolume same name", st.CreateVolume(ctx, store.Volume{ID: "v2", TenantID: "t1", Name: "data", SizeMB: 1, State: store.VolumeReady}), errdefs.ErrAlreadyExists)
+	must(t, "CreateVolume other tenant", st.CreateVolume(ctx, store.Volume{ID: "v3", TenantID: "t2", Name: "data", SizeMB: 1, State: store.VolumeReady, CreatedAt: base.Add(time.Second)}))
+	must(t, "CreateVolume second", st.CreateVolume(ctx, store.Volume{ID: "v4", TenantID: "t1", Name: "more", SizeMB: 2, State: store.VolumeReady, CreatedAt: base.Add(2 * time.Second)}))
+	wantKind(t, "CreateVolume same id", st.CreateVolume(ctx, store.Volume{ID: "v4", TenantID: "t1", Name: "other", SizeMB: 2, State: store.VolumeReady}), errdefs.ErrAlreadyExists)
+
+	ids := func(l []store.Volume) []string {
+		var out []string
+		for _, v := range l {
+			out = append(out, v.ID)
+		}
+		return out
+	}
+	l, err := st.ListVolumes(ctx, "t1")
+	must(t, "ListVolumes", err)
+	if d := cmp.Diff([]string{"v1", "v4"}, ids(l)); d != "" {
+		t.Errorf("ListVolumes(t1) (-want +got):\n%s", d)
+	}
+	l, err = st.ListVolumes(ctx, "")
+	must(t, "ListVolumes all", err)
+	if d := cmp.Diff([]string{"v1", "v3", "v4"}, ids(l)); d != "" {
+		t.Errorf("ListVolumes(all) (-want +got):\n%s", d)
+	}
+	if l, err := st.ListVolumes(ctx, "nobody"); err != nil || l == nil || len(l) != 0 {
+		t.Errorf("ListVolumes of a tenant without volumes = %#v, %v; want an empty list", l, err)
+	}
+
+	v.State = store.VolumeReady
+	must(t, "UpdateVolume", st.UpdateVolume(ctx, v))
+	got, _ = st.GetVolume(ctx, "t1", "v1")
+	if got.State != store.VolumeReady || !got.UpdatedAt.After(base) || !got.CreatedAt.Equal(base) {
+		t.Errorf("after UpdateVolume: %+v", got)
+	}
+	wantKind(t, "UpdateVolume of another tenant", st.UpdateVolume(ctx, store.Volume{ID: "v1", TenantID: "t2", State: store.VolumeDeleting}), errdefs.ErrNotFound)
+	wantKind(t, "UpdateVolume missing", st.UpdateVolume(ctx, store.Volume{ID: "nope", State: store.VolumeDeleting}), errdefs.ErrNotFound)
+
+	must(t, "DeleteVolume", st.DeleteVolume(ctx, "v1"))
+	_, err = st.GetVolume(ctx, "", "v1")
+	wantKind(t, "GetVolume after delete", err, errdefs.ErrNotFound)
+	wantKind(t, "DeleteVolume again", st.DeleteVolume(ctx, "v1"), errdefs.ErrNotFound)
+	// The name is free again.
+	must(t, "CreateVolume reusing the name", st.CreateVolume(ctx, store.Volume{ID: "v5", TenantID: "t1", Name: "data", SizeMB: 1, State: store.VolumeReady}))
+}
+
+func testVolumeUsers(t *testing.T, st store.Store) {
+	ctx := t.Context()
+	mkTenant(t, st, "t1")
+	mounts := []store.VolumeMount{
+		{VolumeID: "va", Volume: "a", MountPath: "/data"},
+		{VolumeID: "vb", Volume: "b", MountPath: "/ro", Subpath: "x/y", ReadOnly: true},
+	}
+	s1 := sandbox("s1", "t1", "one", -1)
+	s1.Volumes = mounts
+	must(t, "CreateSandbox s1", st.CreateSandbox(ctx, s1))
+	got, err := st.GetSandbox(ctx, "t1", "s1")
+	must(t, "GetSandbox", err)
+	if d := cmp.Diff(mounts, got.Volumes); d != "" {
+		t.Errorf("Volumes round trip (-want +got):\n%s", d)
+	}
+	s2 := sandbox("s2", "t1", "two", -1)
+	s2.CreatedAt = base.Add(time.Second)
+	s2.Volumes = mounts[:1]
+	must(t, "CreateSandbox s2", st.CreateSandbox(ctx, s2))
+	s3 := sandbox("s3", "t1", "three", -1)
+	must(t, "CreateSandbox s3", st.CreateSandbox(ctx, s3))
+	if got, _ := st.GetSandbox(ctx, "t1", "s3"); got.Volumes != nil {
+		t.Errorf("a sandbox without volumes reads back %#v", got.Volumes)
+	}
+	users := func(vol string) []string {
+		t.Helper()
+		u, err := st.VolumeUsers(ctx, vol)
+		must(t, "VolumeUsers "+vol, err)
+		return u
+	}
+	if d := cmp.Diff([]string{"s1", "s2"}, users("va")); d != "" {
+		t.Errorf("users of va (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"s1"}, users("vb")); d != "" {
+		t.Errorf("users of vb (-want +got):\n%s", d)
+	}
+	if u := users("vc"); len(u) != 0 {
+		t.Errorf("users of an unused volume: %v", u)
+	}
+	// Mounts change with the record, and a destroyed sandbox uses nothing.
+	s1.Volumes = mounts[1:]
+	must(t, "UpdateSandbox", st.UpdateSandbox(ctx, s1))
+	if d := cmp.Diff([]string{"s2"}, users("va")); d != "" {
+		t.Errorf("users of va after update (-want +got):\n%s", d)
+	}
+	s2.State = store.StateDestroyed
+	must(t, "UpdateSandbox destroyed", st.UpdateSandbox(ctx, s2))
+	if u := users("va"); len(u) != 0 {
+		t.Errorf("users of va after its user was destroyed: %v", u)
 	}
 }
