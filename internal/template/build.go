@@ -104,7 +104,7 @@ func (s *Service) runStep(ctx context.Context, t *store.Template, cur image.Imag
 	if _, err := s.images.Tag(ctx, t.TenantID, cur.Digest, ref); err != nil {
 		return image.Image{}, "", err
 	}
-	sb, err := s.sandboxes.Create(ctx, sandbox.CreateOptions{
+	opts := sandbox.CreateOptions{
 		TenantID: t.TenantID,
 		Image:    ref,
 		Labels:   map[string]string{buildLabel: t.ID},
@@ -113,7 +113,18 @@ func (s *Service) runStep(ctx context.Context, t *store.Template, cur image.Imag
 		Entrypoint: []string{"/bin/sh", "-c", ":"},
 		Resources:  s.cfg.BuildResources,
 		Network:    &sandbox.NetworkOptions{Mode: s.cfg.BuildNetwork},
-	})
+		// No auto-stop, -archive or -delete: the build stops the sandbox
+		// itself and deletes it after the commit (an operator default of
+		// "delete as soon as stopped" would race with the commit).
+		Lifecycle: &sandbox.LifecycleOptions{AutoStop: ptr(int64(0)), AutoArchive: ptr(int64(0)), AutoDelete: ptr(int64(-1))},
+	}
+	sb, err := s.sandboxes.Create(ctx, opts)
+	if errors.Is(err, errdefs.ErrInvalidArgument) {
+		// The operator caps the timers, so "never" is refused: take the
+		// defaults, which a build outruns.
+		opts.Lifecycle = nil
+		sb, err = s.sandboxes.Create(ctx, opts)
+	}
 	if err != nil {
 		return image.Image{}, "", fmt.Errorf("creating the build sandbox: %w", err)
 	}
@@ -186,3 +197,5 @@ func (s *Service) exec(ctx context.Context, tenantID, id, shell string, log io.W
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
