@@ -109,7 +109,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(snapshotCommand(g), cloneCommand(g), resetCommand(g))
 
 	root.AddCommand(runCommand(g), contextCommand(g))
-	root.AddCommand(imageCommand(g), tenantCommand(g), keyCommand(g), versionCommand(g))
+	root.AddCommand(imageCommand(g), templateCommand(g), tenantCommand(g), keyCommand(g), versionCommand(g))
 	root.AddCommand(volumeCommand(g))
 	return root
 }

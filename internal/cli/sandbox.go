@@ -72,6 +72,7 @@ func sandboxCommands(g *globals) []*cobra.Command {
 	f := create.Flags()
 	f.StringVar(&req.Name, "name", "", "name (unique among your sandboxes)")
 	f.StringVar(&req.Image, "image", "", "image (default: the daemon's default image)")
+	f.StringVar(&req.Template, "template", "", "create from this template instead of an image (see sbx template)")
 	f.StringVar(&req.Runtime, "runtime", "", "runtime class (crun, runc)")
 	f.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
 	f.StringArrayVarP(&label, "label", "l", nil, "label KEY=VALUE (repeatable)")

@@ -42,6 +42,7 @@ import (
 	"github.com/sbx-sh/sbx/internal/sandbox"
 	"github.com/sbx-sh/sbx/internal/store"
 	"github.com/sbx-sh/sbx/internal/store/sqlite"
+	"github.com/sbx-sh/sbx/internal/template"
 	"github.com/sbx-sh/sbx/internal/volume"
 )
 
@@ -56,6 +57,7 @@ type Daemon struct {
 	Auth      *auth.Service
 	Images    *image.Store
 	Sandboxes *sandbox.Service
+	Templates *template.Service
 	Volumes   *volume.Manager
 	Handler   http.Handler
 
@@ -216,6 +218,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 	if err := svc.Recover(ctx); err != nil {
 		return nil, err
 	}
+	buildNet := "none"
+	if nw != nil {
+		buildNet = "bridge"
+	}
+	tpl, err := template.New(template.Config{Dir: filepath.Join(cfg.StateDir, "templates"), BuildNetwork: buildNet}, st, imgs, svc, log.With("component", "templates"))
+	if err != nil {
+		return nil, err
+	}
+	d.Templates = tpl
+	svc.SetTemplates(tpl)
+	if err := tpl.Recover(ctx); err != nil {
+		return nil, err
+	}
 	prev, err := newPreview(cfg, svc, st, log)
 	if err != nil {
 		return nil, err
@@ -226,6 +241,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		Volumes:   vols,
 		Images:    imgs,
 		Auth:      d.Auth,
+		Templates: tpl,
 		Log:       log,
 		Version:   Version,
 
@@ -242,6 +258,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, adminKeyOut i
 		Sandboxes:     svc,
 		Volumes:       vols,
 		Auth:          d.Auth,
+		Templates:     tpl,
 		Log:           log.With("api", "daytona"),
 		MaxExecOutput: cfg.Toolbox.MaxExecOutputMB << 20,
 		MaxUploadSize: cfg.Toolbox.MaxUploadMB << 20,
@@ -376,6 +393,9 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close releases the daemon's resources; sandboxes keep running.
 func (d *Daemon) Close() error {
+	if d.Templates != nil {
+		d.Templates.Close()
+	}
 	if d.preview != nil {
 		d.preview.Close()
 	}

@@ -118,10 +118,12 @@ type Config struct {
 	Sandboxes Sandboxes
 	// Volumes is the volume manager; nil answers 503 on /v1/volumes.
 	Volumes Volumes
-	Images  Images
-	Auth    Auth
-	Log     *slog.Logger // nil: discard
-	Version string       // reported by /healthz
+	// Templates is the template service; nil: the template routes answer 503.
+	Templates Templates
+	Images    Images
+	Auth      Auth
+	Log       *slog.Logger // nil: discard
+	Version   string       // reported by /healthz
 	// Previews mints preview links (nil: the preview routes answer 503).
 	Previews Previews
 	// PreviewBaseURL is the daemon's address for path-form preview
@@ -218,6 +220,7 @@ func New(cfg Config) http.Handler {
 
 	h.sessionRoutes(route)
 
+	h.templateRoutes(route)
 	h.volumeRoutes(route)
 	h.previewRoutes(route)
 	h.snapshotRoutes(route)

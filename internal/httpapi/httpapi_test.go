@@ -106,6 +106,7 @@ func TestSpecIsValid(t *testing.T) {
 		"/v1/sandboxes/{id}/restart", "/v1/sandboxes/{id}/resize", "/v1/sandboxes/{id}/labels",
 		"/v1/sandboxes/{id}/events", "/v1/sandboxes/{id}/logs", "/v1/sandboxes/{id}/exec",
 		"/v1/images", "/v1/images/pull", "/v1/images/import", "/v1/images/{ref}",
+		"/v1/templates", "/v1/templates/{name}", "/v1/templates/{name}/build-log",
 		"/v1/sandboxes/{id}/public", "/v1/sandboxes/{id}/ports/{port}/preview",
 		"/v1/sandboxes/{id}/ports/{port}/signed-preview", "/v1/sandboxes/{id}/ports/{port}/signed-preview/{token}",
 	} {

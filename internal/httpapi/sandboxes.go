@@ -43,7 +43,7 @@ func (h *handler) createSandbox(w http.ResponseWriter, r *http.Request, t store.
 		return
 	}
 	opts := sandbox.CreateOptions{
-		TenantID: t.ID, Name: req.Name, Image: req.Image, Runtime: req.Runtime,
+		TenantID: t.ID, Name: req.Name, Image: req.Image, Template: req.Template, Runtime: req.Runtime,
 		Env: req.Env, Labels: req.Labels, User: req.User, Workdir: req.Workdir,
 		Entrypoint: req.Entrypoint, Cmd: req.Cmd, Public: req.Public,
 		Volumes: volumeOptions(req.Volumes),

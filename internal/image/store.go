@@ -16,6 +16,8 @@ package image
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -219,9 +221,19 @@ func (s *Store) ingest(ctx context.Context, tenantID, ref string, vimg v1.Image)
 	if err != nil {
 		return Image{}, err
 	}
+	// The diff IDs come from the config: asking a stored layer for its
+	// own would decompress and hash it (seconds for a big image), and
+	// unpackLayer checks them against the content when it unpacks.
+	cf, err := vimg.ConfigFile()
+	if err != nil {
+		return Image{}, err
+	}
+	if len(cf.RootFS.DiffIDs) != len(layers) {
+		return Image{}, errdefs.Publicf(errdefs.ErrInvalidArgument, "image %s has %d layers but %d diff IDs", d, len(layers), len(cf.RootFS.DiffIDs))
+	}
 	var size int64
-	for _, l := range layers {
-		if err := s.unpackLayer(ctx, l); err != nil {
+	for i, l := range layers {
+		if err := s.unpackLayer(ctx, l, cf.RootFS.DiffIDs[i]); err != nil {
 			return Image{}, err
 		}
 		if n, err := l.Size(); err == nil {
@@ -235,10 +247,11 @@ func (s *Store) ingest(ctx context.Context, tenantID, ref string, vimg v1.Image)
 	return s.load(rec)
 }
 
-func (s *Store) unpackLayer(ctx context.Context, l v1.Layer) error {
-	id, err := l.DiffID()
-	if err != nil {
-		return err
+// unpackLayer unpacks a layer (once) under its diff ID id, checking that
+// the content matches it.
+func (s *Store) unpackLayer(ctx context.Context, l v1.Layer, id v1.Hash) error {
+	if id.Algorithm != "sha256" || len(id.Hex) != 64 {
+		return errdefs.Publicf(errdefs.ErrInvalidArgument, "unsupported diff ID %s", id)
 	}
 	s.mu.Lock()
 	lk, ok := s.locks[id.String()]
@@ -264,8 +277,16 @@ func (s *Store) unpackLayer(ctx context.Context, l v1.Layer) error {
 		return err
 	}
 	defer rc.Close()
-	if err := Unpack(rc, tmp); err != nil {
+	h := sha256.New()
+	tee := io.TeeReader(rc, h)
+	if err := Unpack(tee, tmp); err != nil {
 		return fmt.Errorf("layer %s: %w", id, err)
+	}
+	if _, err := io.Copy(io.Discard, tee); err != nil { // padding after the end of the archive
+		return fmt.Errorf("layer %s: %w", id, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != id.Hex {
+		return errdefs.Publicf(errdefs.ErrInvalidArgument, "layer content (sha256:%s) does not match its diff ID %s", got, id)
 	}
 	if err := ctx.Err(); err != nil {
 		return err

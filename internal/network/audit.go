@@ -42,7 +42,7 @@ const (
 type auditLog struct {
 	mu    sync.Mutex
 	rings map[string]*auditRing // of set-up sandboxes only
-	owner map[netip.Addr]string  // sandbox address → ID, for the base chains' entries
+	owner map[netip.Addr]string // sandbox address → ID, for the base chains' entries
 }
 
 type auditRing struct {

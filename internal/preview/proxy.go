@@ -66,10 +66,10 @@ func (s *Service) initProxy() {
 		DialContext:            s.dial,
 		MaxResponseHeaderBytes: 64 << 10,
 		ResponseHeaderTimeout:  5 * time.Minute, // slow apps, not stalled ones
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   32,
-		IdleConnTimeout:       60 * time.Second,
-		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:           256,
+		MaxIdleConnsPerHost:    32,
+		IdleConnTimeout:        60 * time.Second,
+		ExpectContinueTimeout:  time.Second,
 		// Pass the client's Accept-Encoding through and the answer back
 		// as it is: no decompression in the proxy.
 		DisableCompression: true,

@@ -9,6 +9,9 @@ type CreateOptions struct {
 	TenantID string
 	Name     string // optional; unique per tenant among live sandboxes; default: the ID
 	Image    string // reference or digest; default: the operator's default image
+	// Template names one of the tenant's templates to create from instead
+	// of an image (exclusive with Image); see SetTemplates.
+	Template string
 	Runtime  string // runtime class; default: the operator's default
 	Env      map[string]string
 	Labels   map[string]string

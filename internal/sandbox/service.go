@@ -127,8 +127,10 @@ type Service struct {
 	disks *rootfs.DiskPool // nil without a pool
 
 	activity sync.Map // sandbox ID → *atomic.Int64, unix nanos of the latest Touch
-	kickc    chan struct{}
-	timers   sync.Once // starts runLifecycle
+
+	templates Templates // nil: creating from a template is unavailable
+	kickc     chan struct{}
+	timers    sync.Once // starts runLifecycle
 }
 
 // instance is a running sandbox.
@@ -294,6 +296,11 @@ func (s *Service) Create(ctx context.Context, opts CreateOptions) (store.Sandbox
 		return store.Sandbox{}, err
 	}
 	ref := opts.Image
+	if opts.Template != "" {
+		if ref, err = s.templateImage(ctx, opts); err != nil {
+			return store.Sandbox{}, err
+		}
+	}
 	if ref == "" {
 		ref = s.cfg.DefaultImage
 	}

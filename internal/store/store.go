@@ -1,5 +1,5 @@
 // Package store persists sbx's records: tenants, API keys, images,
-// sandboxes and their events.
+// sandboxes and their events, templates and the build cache.
 //
 // Store is an interface so that SQLite (embedded, the default) and later
 // PostgreSQL (several nodes sharing one database) can back it; both must
@@ -16,6 +16,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -205,6 +206,50 @@ type Snapshot struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// TemplateState is a template's state (Daytona's snapshot states).
+type TemplateState string
+
+// Template states.
+const (
+	TemplatePending  TemplateState = "pending"  // recorded, work not begun
+	TemplatePulling  TemplateState = "pulling"  // pulling its image
+	TemplateBuilding TemplateState = "building" // building from a spec or committing a sandbox
+	TemplateActive   TemplateState = "active"   // sandboxes can be created from it
+	TemplateError    TemplateState = "error"    // ErrorReason says why
+)
+
+// Template sources.
+const (
+	TemplateFromImage   = "image"
+	TemplateFromSpec    = "spec"
+	TemplateFromSandbox = "sandbox"
+)
+
+// Template is a tenant-owned, named image that sandboxes are created from.
+type Template struct {
+	ID          string          `json:"id"`
+	TenantID    string          `json:"tenant_id"`
+	Name        string          `json:"name"`   // unique per tenant
+	Source      string          `json:"source"` // TemplateFrom*
+	Spec        json.RawMessage `json:"spec"`   // what it is made from, source-specific JSON
+	State       TemplateState   `json:"state"`
+	ErrorReason string          `json:"error_reason,omitempty"`
+	ImageRef    string          `json:"image_ref"`    // its reference in the image store
+	ImageDigest string          `json:"image_digest"` // "" until active
+	BuildLog    string          `json:"build_log"`    // path of the kept log
+	CreatedAt   time.Time       `json:"created_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+}
+
+// BuildCacheEntry maps a build step on a parent image to its result.
+type BuildCacheEntry struct {
+	TenantID    string    `json:"tenant_id"`
+	Key         string    `json:"key"`          // hex sha256 of (parent digest, canonical step)
+	ImageDigest string    `json:"image_digest"` // the image after the step
+	Layer       string    `json:"layer"`        // diff ID of the step's layer
+	CreatedAt   time.Time `json:"created_at"`
+}
+
 // SandboxFilter selects sandboxes for List.
 type SandboxFilter struct {
 	TenantID string            // "" = all tenants
@@ -276,6 +321,24 @@ type Store interface {
 	// ListEvents returns a sandbox's events with Seq > afterSeq, oldest first.
 	ListEvents(ctx context.Context, tenantID, sandboxID string, afterSeq int64, limit int) ([]Event, error)
 
+	// CreateTemplate inserts a template; a template of the same tenant
+	// with the same name gives ErrAlreadyExists.
+	CreateTemplate(ctx context.Context, t Template) error
+	// GetTemplate finds the tenant's template by name (or ID).
+	GetTemplate(ctx context.Context, tenantID, name string) (Template, error)
+	// ListTemplates lists the tenant's ("" = all) templates by name.
+	ListTemplates(ctx context.Context, tenantID string) ([]Template, error)
+	// UpdateTemplate replaces the mutable fields (state, error reason,
+	// image digest, spec, build log) and sets UpdatedAt.
+	UpdateTemplate(ctx context.Context, t Template) error
+	DeleteTemplate(ctx context.Context, tenantID, name string) error
+	// ImageRefInUse reports whether a live sandbox of the tenant was
+	// created from the image reference (as recorded in Sandbox.Image).
+	ImageRefInUse(ctx context.Context, tenantID, ref string) (bool, error)
+	// PutBuildCache inserts or replaces a build-cache entry.
+	PutBuildCache(ctx context.Context, e BuildCacheEntry) error
+	// GetBuildCache returns the tenant's entry for key (ErrNotFound).
+	GetBuildCache(ctx context.Context, tenantID, key string) (BuildCacheEntry, error)
 	// RevokePreviewToken records a signed preview token as revoked
 	// until its expiry (revoking one twice is no error) and prunes the
 	// revocations whose tokens have expired since.

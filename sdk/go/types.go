@@ -60,8 +60,11 @@ type Sandbox struct {
 // CreateSandboxRequest is the body of POST /v1/sandboxes. Every field is
 // optional.
 type CreateSandboxRequest struct {
-	Name       string            `json:"name,omitempty"`
-	Image      string            `json:"image,omitempty"`
+	Name  string `json:"name,omitempty"`
+	Image string `json:"image,omitempty"`
+	// Template creates the sandbox from one of the tenant's active
+	// templates (by name) instead of an image; exclusive with Image.
+	Template   string            `json:"template,omitempty"`
 	Runtime    string            `json:"runtime,omitempty"`
 	Env        map[string]string `json:"env,omitempty"`
 	Labels     map[string]string `json:"labels,omitempty"`

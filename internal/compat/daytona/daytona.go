@@ -84,8 +84,10 @@ type Config struct {
 	Sandboxes Sandboxes
 	// Volumes is the volume manager; nil answers 503 on /volumes.
 	Volumes Volumes
-	Auth    Auth
-	Log     *slog.Logger // nil: discard
+	// Templates are Daytona's snapshots; nil: the snapshot routes answer 501.
+	Templates Templates
+	Auth      Auth
+	Log       *slog.Logger // nil: discard
 	// MaxExecOutput caps the combined output of process/execute and
 	// code-run answers; 0 means DefaultMaxExecOutput.
 	MaxExecOutput int
@@ -116,6 +118,7 @@ func New(cfg Config) http.Handler {
 		h.cfg.MaxUploadSize = DefaultMaxUploadSize
 	}
 	h.controlRoutes()
+	h.snapshotRoutes()
 	h.volumeRoutes()
 	h.toolboxRoutes()
 	// Daytona's event stream: without it the SDK polls GET /sandbox/{id},

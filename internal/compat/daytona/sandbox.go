@@ -116,7 +116,7 @@ func toSandboxDTO(s store.Sandbox, toolbox string) SandboxDTO {
 	}
 	l := s.Lifecycle
 	return SandboxDTO{
-		ID: s.ID, OrganizationID: s.TenantID, Name: s.Name, Snapshot: s.Image, User: user,
+		ID: s.ID, OrganizationID: s.TenantID, Name: s.Name, Snapshot: snapshotName(s.Image), User: user,
 		Env: orEmpty(s.Env), Labels: orEmpty(s.Labels), Target: "local", Public: s.Public,
 		CPU: s.Resources.CPU, Memory: gib(s.Resources.MemoryMB), Disk: gib(s.Resources.DiskMB),
 		State: toState(s.State), DesiredState: toDesiredState(s), ErrorReason: s.ErrorReason,
@@ -345,6 +345,13 @@ func (h *handler) createSandbox(w http.ResponseWriter, r *http.Request, t store.
 	if err != nil {
 		h.fail(w, r, err)
 		return
+	}
+	// A snapshot is a template of the tenant when one has the name (the
+	// template wins over an image of the same name), else an image.
+	if h.cfg.Templates != nil && req.Snapshot != "" {
+		if _, err := h.cfg.Templates.Get(r.Context(), t.ID, req.Snapshot); err == nil {
+			opts.Template, opts.Image = req.Snapshot, ""
+		}
 	}
 	// Create returns once the sandbox is started: the SDK then does not
 	// poll at all.

@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Events", testEvents},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"ConcurrentDuplicates", testConcurrentDuplicates},
+		{"Templates", testTemplates},
 		{"Volumes", testVolumes},
 		{"VolumeUsers", testVolumeUsers},
 		{"Snapshots", testSnapshots},
