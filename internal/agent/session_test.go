@@ -2,8 +2,10 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,4 +133,52 @@ func waitCommand(t *testing.T, c *Client, sid, cid string) SessionCommand {
 	}
 	t.Fatal("command did not end")
 	return SessionCommand{}
+}
+
+// TestSessionDeleteSparesNamesakes: deleting a session kills what it
+// started, not the processes of another agent's session of the same name.
+// Two servers embedded here share the host's /proc, as this package's
+// tests share it with every sandbox of an e2e run: matching escaped
+// processes by the session's name alone killed the other shell (the e2e
+// TestSessions flake: "session dev has ended (its shell exited)", the
+// shell SIGKILLed while no kill was sent by its own agent).
+func TestSessionDeleteSparesNamesakes(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
+	a, _ := startServer(t, ServerConfig{Env: env, Dir: dir})
+	b, _ := startServer(t, ServerConfig{Env: env, Dir: dir})
+	ctx := t.Context()
+	for _, c := range []*Client{a, b} {
+		if _, err := c.CreateSession(ctx, SessionRequest{ID: "dev"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each session has a background job that left the shell's process
+	// group, reachable only through the session's mark.
+	for i, c := range []*Client{a, b} {
+		pidFile := fmt.Sprintf("%s/bg%d.pid", dir, i)
+		if _, err := c.SessionExec(ctx, "dev", SessionExecRequest{Command: "setsid sleep 60 > /dev/null 2>&1 & echo $! > " + pidFile}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apid, bpid := readPid(t, dir+"/bg0.pid"), readPid(t, dir+"/bg1.pid")
+	t.Cleanup(func() { syscall.Kill(bpid, syscall.SIGKILL) })
+	if err := a.DeleteSession(ctx, "dev"); err != nil {
+		t.Fatal(err)
+	}
+	waitProcGone(t, "the deleted session's job", apid)
+	if !alive(bpid) {
+		t.Errorf("deleting one agent's session %q killed another's background job", "dev")
+	}
+	s, err := b.GetSession(ctx, "dev")
+	if err != nil || !s.Alive {
+		t.Fatalf("deleting one agent's session %q killed another's shell: %+v %v", "dev", s, err)
+	}
+	if r, err := b.SessionExec(ctx, "dev", SessionExecRequest{Command: "echo still here"}); err != nil || r.Stdout != "still here\n" {
+		t.Errorf("the other session: %+v %v", r, err)
+	}
+	if err := b.DeleteSession(ctx, "dev"); err != nil {
+		t.Fatal(err)
+	}
+	waitProcGone(t, "the second session's job", bpid)
 }
