@@ -674,10 +674,14 @@ func (c *sessionCmd) finish(code int) {
 	close(c.done)
 }
 
-// signal sends sig to every process started by this command. A process
-// forked but not yet exec'd still shows the shell's environment without
-// the marker, so for a while the scan is repeated for processes that
-// appear, each signalled once, until the command ends. The shell itself
+// signal sends sig to every process started by this command: those whose
+// environment has its marker, and those holding one of its FIFOs. A
+// process the shell forked but that did not exec (a subshell, a part of
+// a pipeline, one of busybox's NOEXEC applets such as head or xargs)
+// shows in /proc the environment the shell was started with, without the
+// marker, but has the command's stdin, stdout or stderr open. For a while
+// the scan is repeated for processes that appear, each signalled once,
+// until the command ends. The shell itself
 // is never signalled (nor its process group, which holds every
 // session's background jobs): a builtin or a shell loop running in the
 // shell is out of reach of kill and timeout.
@@ -685,7 +689,7 @@ func (c *sessionCmd) signal(sig syscall.Signal) {
 	sent := map[int]bool{c.sess.child.pid: true}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		for _, pid := range sessionProcs(c.sess.child.pid, c.info.ID) {
+		for _, pid := range sessionProcs(c.sess.child.pid, c.info.ID, c.fifos()) {
 			if !sent[pid] {
 				sent[pid] = true
 				syscall.Kill(pid, sig)
@@ -702,12 +706,19 @@ func (c *sessionCmd) signal(sig syscall.Signal) {
 	}
 }
 
+// fifos are the paths of the command's stdin, stdout and stderr FIFOs.
+func (c *sessionCmd) fifos() []string {
+	base := filepath.Join(c.sess.dir, c.info.ID)
+	return []string{base + ".in", base + ".out", base + ".err"}
+}
+
 // sessionProcs lists the descendants of root (never root itself) whose
-// environment marks them as started by command cmdID.
-func sessionProcs(root int, cmdID string) []int {
+// environment marks them as started by command cmdID, or that hold one of
+// the files in open.
+func sessionProcs(root int, cmdID string, open []string) []int {
 	var out []int
 	for _, pid := range descendants(procTable(), root) {
-		if pid != root && hasEnv(pid, sessionMarkerEnv+"="+cmdID) {
+		if pid != root && (hasEnv(pid, sessionMarkerEnv+"="+cmdID) || holdsFile(pid, open)) {
 			out = append(out, pid)
 		}
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -181,4 +182,24 @@ func TestSessionDeleteSparesNamesakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitProcGone(t, "the second session's job", bpid)
+}
+
+// TestSessionTimeoutForkedShell: a timeout reaches a subshell the shell
+// forked without exec (in /proc it has the shell's first environment,
+// without the command's marker), not the shell itself.
+func TestSessionTimeoutForkedShell(t *testing.T) {
+	c, _ := startServer(t, ServerConfig{Env: []string{"PATH=/usr/bin:/bin"}, Dir: t.TempDir()})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if _, err := c.CreateSession(ctx, SessionRequest{ID: "fork"}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r, err := c.SessionExec(ctx, "fork", SessionExecRequest{Command: "(while :; do read x; done)", Timeout: 300 * time.Millisecond})
+	if err != nil || !r.Command.TimedOut || r.Command.ExitCode == nil || *r.Command.ExitCode == 0 {
+		t.Fatalf("timeout of a forked subshell after %v: %+v %v", time.Since(start), r.Command, err)
+	}
+	if r, err := c.SessionExec(ctx, "fork", SessionExecRequest{Command: "echo alive"}); err != nil || r.Stdout != "alive\n" {
+		t.Errorf("session after the timeout: %+v %v", r, err)
+	}
 }
