@@ -76,6 +76,31 @@ func hasEnv(pid int, kv string) bool {
 	return bytes.Contains(append([]byte{0}, env...), []byte("\x00"+kv+"\x00"))
 }
 
+// holdsFile reports whether process pid has one of the files at paths
+// open (as /proc/<pid>/fd shows their names).
+func holdsFile(pid int, paths []string) bool {
+	if len(paths) == 0 {
+		return false
+	}
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		target, err := os.Readlink(dir + e.Name())
+		if err != nil {
+			continue
+		}
+		for _, p := range paths {
+			if target == p {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // killOwned SIGKILLs, until none is left (or a few seconds have passed),
 // every process that owns reports as belonging to the thing being ended.
 // Rescanning catches children forked while the first ones died, and

@@ -27,6 +27,13 @@ package agent
 // chunks. A command's processes carry SBX_SESSION_COMMAND in their
 // environment, so a timeout or kill reaches exactly them (background jobs
 // of other commands keep running).
+//
+// Every process of a session carries SBX_SESSION (its name, for the user)
+// and SBX_SESSION_KEY, random per session, by which deleting the session
+// finds the processes that escaped the shell's tree. The name is not
+// enough: another agent whose /proc shows the same processes (a server
+// embedded on the host, as in the agent's tests, sees every sandbox's)
+// would kill every session of that name on the machine.
 
 import (
 	"bufio"
@@ -57,6 +64,7 @@ const (
 	maxQueuedCommands  = 32      // running or waiting for the shell, per session
 	sessionLogLimit    = 8 << 20 // output kept per command
 	sessionMarkerEnv   = "SBX_SESSION_COMMAND"
+	sessionKeyEnv      = "SBX_SESSION_KEY"
 )
 
 var sessionIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
@@ -70,6 +78,7 @@ type shellSet struct {
 type shellSession struct {
 	s       *server
 	id      string
+	key     string // random: the mark of the session's processes
 	created time.Time
 	dir     string // FIFOs and scripts
 	shell   string
@@ -221,7 +230,7 @@ func (s *server) newSession(req SessionRequest) (*shellSession, error) {
 		s.shells.mu.Unlock()
 		return nil, errdefs.Publicf(errdefs.ErrResourceExhausted, "a sandbox may have at most %d sessions: delete one first", maxSessions)
 	}
-	ss := &shellSession{s: s, id: req.ID, created: time.Now().UTC(), shell: shell, cred: sp.cred,
+	ss := &shellSession{s: s, id: req.ID, key: randomID() + randomID(), created: time.Now().UTC(), shell: shell, cred: sp.cred,
 		uid: os.Getuid(), gid: os.Getgid(), byID: map[string]*sessionCmd{}, alive: true, done: make(chan struct{})}
 	if sp.cred != nil {
 		ss.uid, ss.gid = int(sp.cred.Uid), int(sp.cred.Gid)
@@ -288,7 +297,7 @@ func (ss *shellSession) start(sp *procSpec) error {
 		os.RemoveAll(dir)
 		return err
 	}
-	env := mergeEnv(sp.env, []string{"SBX_SESSION=" + ss.id})
+	env := mergeEnv(sp.env, []string{"SBX_SESSION=" + ss.id, sessionKeyEnv + "=" + ss.key})
 	c, err := ss.s.reaper.start(ss.shell, []string{ss.shell, "-s"}, &syscall.ProcAttr{
 		Dir:   sp.dir,
 		Env:   env,
@@ -382,14 +391,14 @@ func (c *sessionCmd) snapshot() SessionCommand {
 }
 
 // kill ends the shell and every process of the session: the shell's
-// descendants, and anything still carrying the session's SBX_SESSION mark
-// (children that were re-parented to the agent, or setsid'd away).
+// descendants, and anything still carrying the session's key (children
+// that were re-parented to the agent, or setsid'd away).
 func (ss *shellSession) kill() {
 	if ss.child == nil {
 		return
 	}
 	shell := ss.child.pid
-	mark := "SBX_SESSION=" + ss.id
+	mark := sessionKeyEnv + "=" + ss.key
 	below := map[int]bool{}
 	for _, pid := range descendants(procTable(), shell) {
 		below[pid] = true
@@ -665,15 +674,22 @@ func (c *sessionCmd) finish(code int) {
 	close(c.done)
 }
 
-// signal sends sig to every process started by this command. A process
-// forked but not yet exec'd still shows the shell's environment without
-// the marker, so for a while the scan is repeated for processes that
-// appear, each signalled once, until the command ends.
+// signal sends sig to every process started by this command: those whose
+// environment has its marker, and those holding one of its FIFOs. A
+// process the shell forked but that did not exec (a subshell, a part of
+// a pipeline, one of busybox's NOEXEC applets such as head or xargs)
+// shows in /proc the environment the shell was started with, without the
+// marker, but has the command's stdin, stdout or stderr open. For a while
+// the scan is repeated for processes that appear, each signalled once,
+// until the command ends. The shell itself
+// is never signalled (nor its process group, which holds every
+// session's background jobs): a builtin or a shell loop running in the
+// shell is out of reach of kill and timeout.
 func (c *sessionCmd) signal(sig syscall.Signal) {
-	sent := map[int]bool{}
+	sent := map[int]bool{c.sess.child.pid: true}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		for _, pid := range sessionProcs(c.sess.child.pid, c.info.ID) {
+		for _, pid := range sessionProcs(c.sess.child.pid, c.info.ID, c.fifos()) {
 			if !sent[pid] {
 				sent[pid] = true
 				syscall.Kill(pid, sig)
@@ -690,12 +706,19 @@ func (c *sessionCmd) signal(sig syscall.Signal) {
 	}
 }
 
-// sessionProcs lists the descendants of root whose environment marks them
-// as started by command cmdID.
-func sessionProcs(root int, cmdID string) []int {
+// fifos are the paths of the command's stdin, stdout and stderr FIFOs.
+func (c *sessionCmd) fifos() []string {
+	base := filepath.Join(c.sess.dir, c.info.ID)
+	return []string{base + ".in", base + ".out", base + ".err"}
+}
+
+// sessionProcs lists the descendants of root (never root itself) whose
+// environment marks them as started by command cmdID, or that hold one of
+// the files in open.
+func sessionProcs(root int, cmdID string, open []string) []int {
 	var out []int
 	for _, pid := range descendants(procTable(), root) {
-		if hasEnv(pid, sessionMarkerEnv+"="+cmdID) {
+		if pid != root && (hasEnv(pid, sessionMarkerEnv+"="+cmdID) || holdsFile(pid, open)) {
 			out = append(out, pid)
 		}
 	}

@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,4 +134,72 @@ func waitCommand(t *testing.T, c *Client, sid, cid string) SessionCommand {
 	}
 	t.Fatal("command did not end")
 	return SessionCommand{}
+}
+
+// TestSessionDeleteSparesNamesakes: deleting a session kills what it
+// started, not the processes of another agent's session of the same name.
+// Two servers embedded here share the host's /proc, as this package's
+// tests share it with every sandbox of an e2e run: matching escaped
+// processes by the session's name alone killed the other shell (the e2e
+// TestSessions flake: "session dev has ended (its shell exited)", the
+// shell SIGKILLed while no kill was sent by its own agent).
+func TestSessionDeleteSparesNamesakes(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
+	a, _ := startServer(t, ServerConfig{Env: env, Dir: dir})
+	b, _ := startServer(t, ServerConfig{Env: env, Dir: dir})
+	ctx := t.Context()
+	for _, c := range []*Client{a, b} {
+		if _, err := c.CreateSession(ctx, SessionRequest{ID: "dev"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each session has a background job that left the shell's process
+	// group, reachable only through the session's mark.
+	for i, c := range []*Client{a, b} {
+		pidFile := fmt.Sprintf("%s/bg%d.pid", dir, i)
+		if _, err := c.SessionExec(ctx, "dev", SessionExecRequest{Command: "setsid sleep 60 > /dev/null 2>&1 & echo $! > " + pidFile}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apid, bpid := readPid(t, dir+"/bg0.pid"), readPid(t, dir+"/bg1.pid")
+	t.Cleanup(func() { syscall.Kill(bpid, syscall.SIGKILL) })
+	if err := a.DeleteSession(ctx, "dev"); err != nil {
+		t.Fatal(err)
+	}
+	waitProcGone(t, "the deleted session's job", apid)
+	if !alive(bpid) {
+		t.Errorf("deleting one agent's session %q killed another's background job", "dev")
+	}
+	s, err := b.GetSession(ctx, "dev")
+	if err != nil || !s.Alive {
+		t.Fatalf("deleting one agent's session %q killed another's shell: %+v %v", "dev", s, err)
+	}
+	if r, err := b.SessionExec(ctx, "dev", SessionExecRequest{Command: "echo still here"}); err != nil || r.Stdout != "still here\n" {
+		t.Errorf("the other session: %+v %v", r, err)
+	}
+	if err := b.DeleteSession(ctx, "dev"); err != nil {
+		t.Fatal(err)
+	}
+	waitProcGone(t, "the second session's job", bpid)
+}
+
+// TestSessionTimeoutForkedShell: a timeout reaches a subshell the shell
+// forked without exec (in /proc it has the shell's first environment,
+// without the command's marker), not the shell itself.
+func TestSessionTimeoutForkedShell(t *testing.T) {
+	c, _ := startServer(t, ServerConfig{Env: []string{"PATH=/usr/bin:/bin"}, Dir: t.TempDir()})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if _, err := c.CreateSession(ctx, SessionRequest{ID: "fork"}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r, err := c.SessionExec(ctx, "fork", SessionExecRequest{Command: "(while :; do read x; done)", Timeout: 300 * time.Millisecond})
+	if err != nil || !r.Command.TimedOut || r.Command.ExitCode == nil || *r.Command.ExitCode == 0 {
+		t.Fatalf("timeout of a forked subshell after %v: %+v %v", time.Since(start), r.Command, err)
+	}
+	if r, err := c.SessionExec(ctx, "fork", SessionExecRequest{Command: "echo alive"}); err != nil || r.Stdout != "alive\n" {
+		t.Errorf("session after the timeout: %+v %v", r, err)
+	}
 }
