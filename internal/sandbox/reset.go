@@ -173,27 +173,11 @@ func (s *Service) RestartWith(ctx context.Context, tenantID, idOrName string, o 
 	}
 	defer unlock()
 	s.Touch(sb.ID)
-	tenant, err := s.st.GetTenant(ctx, sb.TenantID)
+	if r.DiskMB > 0 && r.DiskMB < sb.Resources.DiskMB {
+		return sb, invalid("the disk cannot shrink (%d MiB now)", sb.Resources.DiskMB)
+	}
+	next, err := s.nextResources(ctx, sb, r)
 	if err != nil {
-		return sb, err
-	}
-	next := sb.Resources
-	if r.CPU > 0 {
-		next.CPU = r.CPU
-	}
-	if r.MemoryMB > 0 {
-		next.MemoryMB = r.MemoryMB
-	}
-	if r.Pids > 0 {
-		next.Pids = r.Pids
-	}
-	if r.DiskMB > 0 {
-		if r.DiskMB < sb.Resources.DiskMB {
-			return sb, invalid("the disk cannot shrink (%d MiB now)", sb.Resources.DiskMB)
-		}
-		next.DiskMB = r.DiskMB
-	}
-	if err := checkMax(next, tenantMax(s.cfg.Maximums, tenant.Limits)); err != nil {
 		return sb, err
 	}
 	if err := s.stop(ctx, &sb, 0); err != nil {
