@@ -91,6 +91,16 @@ func (g *globals) print(w io.Writer, v any, table func(*tabwriter.Writer)) error
 	return tw.Flush()
 }
 
+// printID prints what a create-like command made: v as JSON with --json,
+// else its ID alone on a line, for scripts to capture.
+func (g *globals) printID(w io.Writer, v any, id string) error {
+	if g.json {
+		return g.print(w, v, nil)
+	}
+	fmt.Fprintln(w, id)
+	return nil
+}
+
 func newRoot() *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{

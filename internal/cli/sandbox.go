@@ -62,11 +62,7 @@ func sandboxCommands(g *globals) []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return g.print(cmd.OutOrStdout(), sb, nil)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), sb.ID)
-			return nil
+			return g.printID(cmd.OutOrStdout(), sb, sb.ID)
 		},
 	}
 	f := create.Flags()

@@ -75,11 +75,7 @@ func volumeCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return g.print(cmd.OutOrStdout(), v, nil)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), v.ID)
-			return nil
+			return g.printID(cmd.OutOrStdout(), v, v.ID)
 		},
 	}
 	create.Flags().Int64Var(&size, "size", 1024, "size limit in MiB (writes beyond it fail with ENOSPC)")
