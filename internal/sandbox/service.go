@@ -871,27 +871,33 @@ func (s *Service) destroy(ctx context.Context, sb *store.Sandbox) error {
 	return nil
 }
 
-// nextResources returns sb's resources with the non-zero fields of r put
-// over them, checked against the maximums of sb's tenant. Resize and
-// RestartWith share it so both apply the same rules as create.
+// overResources returns cur with the non-zero fields of r put over it
+// (Resize, RestartWith and Clone: zero fields keep what is there).
+func overResources(cur, r store.Resources) store.Resources {
+	if r.CPU > 0 {
+		cur.CPU = r.CPU
+	}
+	if r.MemoryMB > 0 {
+		cur.MemoryMB = r.MemoryMB
+	}
+	if r.Pids > 0 {
+		cur.Pids = r.Pids
+	}
+	if r.DiskMB > 0 {
+		cur.DiskMB = r.DiskMB
+	}
+	return cur
+}
+
+// nextResources returns sb's resources with r put over them, checked
+// against the maximums of sb's tenant. Resize and RestartWith share it so
+// both apply the same rules as create.
 func (s *Service) nextResources(ctx context.Context, sb store.Sandbox, r store.Resources) (store.Resources, error) {
 	tenant, err := s.st.GetTenant(ctx, sb.TenantID)
 	if err != nil {
 		return store.Resources{}, err
 	}
-	next := sb.Resources
-	if r.CPU > 0 {
-		next.CPU = r.CPU
-	}
-	if r.MemoryMB > 0 {
-		next.MemoryMB = r.MemoryMB
-	}
-	if r.Pids > 0 {
-		next.Pids = r.Pids
-	}
-	if r.DiskMB > 0 {
-		next.DiskMB = r.DiskMB
-	}
+	next := overResources(sb.Resources, r)
 	if err := checkMax(next, tenantMax(s.cfg.Maximums, tenant.Limits)); err != nil {
 		return store.Resources{}, err
 	}
