@@ -149,6 +149,19 @@ func (s *Service) startLocked(ctx context.Context, sb *store.Sandbox) error {
 	return nil
 }
 
+// mergeEnv returns a copy of env with over's variables set over it (nil
+// when both are empty).
+func mergeEnv(env, over map[string]string) map[string]string {
+	out := maps.Clone(env)
+	if len(over) > 0 {
+		if out == nil {
+			out = map[string]string{}
+		}
+		maps.Copy(out, over)
+	}
+	return out
+}
+
 // RestartOptions change a sandbox's configuration at a restart.
 type RestartOptions struct {
 	// Env is merged over the sandbox's environment.
@@ -190,12 +203,7 @@ func (s *Service) RestartWith(ctx context.Context, tenantID, idOrName string, o 
 		}
 	}
 	if len(o.Env) > 0 {
-		env := maps.Clone(sb.Env)
-		if env == nil {
-			env = map[string]string{}
-		}
-		maps.Copy(env, o.Env)
-		sb.Env = env
+		sb.Env = mergeEnv(sb.Env, o.Env)
 	}
 	old := sb.Resources
 	sb.Resources = next

@@ -871,24 +871,6 @@ func (s *Service) destroy(ctx context.Context, sb *store.Sandbox) error {
 	return nil
 }
 
-// overResources returns cur with the non-zero fields of r put over it
-// (Resize, RestartWith and Clone: zero fields keep what is there).
-func overResources(cur, r store.Resources) store.Resources {
-	if r.CPU > 0 {
-		cur.CPU = r.CPU
-	}
-	if r.MemoryMB > 0 {
-		cur.MemoryMB = r.MemoryMB
-	}
-	if r.Pids > 0 {
-		cur.Pids = r.Pids
-	}
-	if r.DiskMB > 0 {
-		cur.DiskMB = r.DiskMB
-	}
-	return cur
-}
-
 // nextResources returns sb's resources with r put over them, checked
 // against the maximums of sb's tenant. Resize and RestartWith share it so
 // both apply the same rules as create.
@@ -897,7 +879,7 @@ func (s *Service) nextResources(ctx context.Context, sb store.Sandbox, r store.R
 	if err != nil {
 		return store.Resources{}, err
 	}
-	next := overResources(sb.Resources, r)
+	next := sb.Resources.With(r)
 	if err := checkMax(next, tenantMax(s.cfg.Maximums, tenant.Limits)); err != nil {
 		return store.Resources{}, err
 	}
