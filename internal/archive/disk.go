@@ -2,7 +2,6 @@ package archive
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -12,9 +11,9 @@ import (
 	"syscall"
 
 	"github.com/klauspost/compress/zstd"
-	"golang.org/x/sys/unix"
 
 	"github.com/sbx-sh/sbx/internal/errdefs"
+	"github.com/sbx-sh/sbx/internal/sparse"
 )
 
 var errNoSpace = syscall.ENOSPC
@@ -30,7 +29,7 @@ var errNoSpace = syscall.ENOSPC
 const (
 	magic     = "SBXDISK1"
 	endMark   = ^uint64(0)
-	chunkSize = 1 << 20
+	chunkSize = sparse.ChunkSize
 	zeroBlock = 64 << 10 // all-zero runs of this size are skipped
 )
 
@@ -60,8 +59,6 @@ func Pack(ctx context.Context, w io.Writer, f *os.File) (PackStats, error) {
 		zw.Close()
 		return st, err
 	}
-	buf := make([]byte, chunkSize)
-	zero := make([]byte, zeroBlock)
 	// Extents coalesce consecutive non-zero blocks.
 	var extOff int64 = -1
 	var ext []byte
@@ -80,69 +77,29 @@ func Pack(ctx context.Context, w io.Writer, f *os.File) (PackStats, error) {
 		ext, extOff = ext[:0], -1
 		return err
 	}
-	off := int64(0)
-	for off < size {
-		if err := ctx.Err(); err != nil {
-			zw.Close()
-			return st, err
-		}
-		data, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			break // only a hole is left
-		}
-		if err != nil {
-			zw.Close()
-			return st, fmt.Errorf("seeking data: %w", err)
-		}
-		hole, err := unix.Seek(int(f.Fd()), data, unix.SEEK_HOLE)
-		if err != nil {
-			zw.Close()
-			return st, fmt.Errorf("seeking a hole: %w", err)
-		}
-		for pos := data; pos < hole; {
-			n := int64(len(buf))
-			if hole-pos < n {
-				n = hole - pos
-			}
-			m, err := f.ReadAt(buf[:n], pos)
-			if err != nil && !(errors.Is(err, io.EOF) && int64(m) == n) {
-				zw.Close()
-				return st, fmt.Errorf("reading the image: %w", err)
-			}
-			for b := int64(0); b < n; b += zeroBlock {
-				e := b + zeroBlock
-				if e > n {
-					e = n
-				}
-				blk := buf[b:e]
-				at := pos + b
-				if bytes.Equal(blk, zero[:len(blk)]) {
-					if err := flush(); err != nil {
-						zw.Close()
-						return st, err
-					}
-					continue
-				}
-				if extOff >= 0 && extOff+int64(len(ext)) != at {
-					if err := flush(); err != nil {
-						zw.Close()
-						return st, err
-					}
-				}
-				if extOff < 0 {
-					extOff = at
-				}
-				ext = append(ext, blk...)
-				if len(ext) >= 4*chunkSize {
-					if err := flush(); err != nil {
-						zw.Close()
-						return st, err
-					}
+	err = sparse.NonZero(ctx, f, size, zeroBlock, 1, func(at int64, b []byte) error {
+		for i := 0; i < len(b); i += zeroBlock {
+			blk := b[i:min(i+zeroBlock, len(b))]
+			if extOff >= 0 && extOff+int64(len(ext)) != at+int64(i) {
+				if err := flush(); err != nil {
+					return err
 				}
 			}
-			pos += n
+			if extOff < 0 {
+				extOff = at + int64(i)
+			}
+			ext = append(ext, blk...)
+			if len(ext) >= 4*chunkSize {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
 		}
-		off = hole
+		return nil
+	})
+	if err != nil {
+		zw.Close()
+		return st, err
 	}
 	if err := flush(); err != nil {
 		zw.Close()

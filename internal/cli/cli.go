@@ -91,6 +91,48 @@ func (g *globals) print(w io.Writer, v any, table func(*tabwriter.Writer)) error
 	return tw.Flush()
 }
 
+// listCommand is an "ls" without arguments: list's items in the table
+// that table draws (JSON with --json).
+func listCommand[T any](g *globals, short string, list func(*sbx.Client, context.Context) ([]T, error),
+	table func([]T) func(*tabwriter.Writer)) *cobra.Command {
+	return &cobra.Command{
+		Use: "ls", Short: short, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			items, err := list(g.client(), cmd.Context())
+			if err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), items, table(items))
+		},
+	}
+}
+
+// inspectCommand is an "inspect ARG": what get returns for ARG, always as
+// JSON.
+func inspectCommand[T any](g *globals, use, short string, get func(*sbx.Client, context.Context, string) (T, error)) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, err := get(g.client(), cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			g.json = true
+			return g.print(cmd.OutOrStdout(), v, nil)
+		},
+	}
+}
+
+// printID prints what a create-like command made: v as JSON with --json,
+// else its ID alone on a line, for scripts to capture.
+func (g *globals) printID(w io.Writer, v any, id string) error {
+	if g.json {
+		return g.print(w, v, nil)
+	}
+	fmt.Fprintln(w, id)
+	return nil
+}
+
 func newRoot() *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{

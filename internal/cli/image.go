@@ -96,27 +96,8 @@ func imageCommand(g *globals) *cobra.Command {
 	}
 	imp.Flags().StringVar(&ref, "ref", "", "name of the image (for an archive holding one image)")
 
-	ls := &cobra.Command{
-		Use: "ls", Short: "List images", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			items, err := g.client().ListImages(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return g.print(cmd.OutOrStdout(), items, imageTable(items))
-		},
-	}
-	inspect := &cobra.Command{
-		Use: "inspect REF", Short: "Show an image as JSON", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			im, err := g.client().GetImage(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			g.json = true
-			return g.print(cmd.OutOrStdout(), im, nil)
-		},
-	}
+	ls := listCommand(g, "List images", (*sbx.Client).ListImages, imageTable)
+	inspect := inspectCommand(g, "inspect REF", "Show an image as JSON", (*sbx.Client).GetImage)
 	rm := &cobra.Command{
 		Use: "rm REF...", Short: "Remove images (refused while a sandbox uses one)", Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

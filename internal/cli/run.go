@@ -187,11 +187,7 @@ func contextCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return g.print(cmd.OutOrStdout(), c, nil)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), c.ID)
-			return nil
+			return g.printID(cmd.OutOrStdout(), c, c.ID)
 		},
 	}
 	create.Flags().StringVarP(&lang, "lang", "l", "", "language: python (default) or javascript")

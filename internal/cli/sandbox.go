@@ -62,11 +62,7 @@ func sandboxCommands(g *globals) []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return g.print(cmd.OutOrStdout(), sb, nil)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), sb.ID)
-			return nil
+			return g.printID(cmd.OutOrStdout(), sb, sb.ID)
 		},
 	}
 	f := create.Flags()
@@ -117,17 +113,7 @@ func sandboxCommands(g *globals) []*cobra.Command {
 	ls.Flags().StringArrayVar(&lsStates, "state", nil, "only sandboxes in this state")
 	ls.Flags().BoolVarP(&all, "all", "a", false, "every page")
 
-	inspect := &cobra.Command{
-		Use: "inspect ID", Short: "Show a sandbox as JSON", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			sb, err := g.client().GetSandbox(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			g.json = true
-			return g.print(cmd.OutOrStdout(), sb, nil)
-		},
-	}
+	inspect := inspectCommand(g, "inspect ID", "Show a sandbox as JSON", (*sbx.Client).GetSandbox)
 	lifecycle := func(use, short string, do func(cmd *cobra.Command, id string) (sbx.Sandbox, error)) *cobra.Command {
 		return &cobra.Command{
 			Use: use + " ID...", Short: short, Args: cobra.MinimumNArgs(1),

@@ -43,11 +43,7 @@ func snapshotCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return g.print(cmd.OutOrStdout(), sn, nil)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), sn.ID)
-			return nil
+			return g.printID(cmd.OutOrStdout(), sn, sn.ID)
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "name (unique among the sandbox's snapshots; default: the ID)")
@@ -69,11 +65,7 @@ func snapshotCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return g.print(cmd.OutOrStdout(), sb, nil)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), sb.ID)
-			return nil
+			return g.printID(cmd.OutOrStdout(), sb, sb.ID)
 		},
 	}
 	rm := &cobra.Command{
@@ -123,11 +115,7 @@ func cloneCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return g.print(cmd.OutOrStdout(), sb, nil)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), sb.ID)
-			return nil
+			return g.printID(cmd.OutOrStdout(), sb, sb.ID)
 		},
 	}
 	f := cmd.Flags()
@@ -163,11 +151,7 @@ func resetCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return g.print(cmd.OutOrStdout(), sb, nil)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), sb.ID)
-			return nil
+			return g.printID(cmd.OutOrStdout(), sb, sb.ID)
 		},
 	}
 	cmd.Flags().BoolVar(&hard, "hard", false, "discard the writable layer: back to the image's files")

@@ -147,27 +147,8 @@ fails when the template ends in error.`,
 	create.MarkFlagsMutuallyExclusive("image", "file", "from-sandbox")
 	create.MarkFlagsOneRequired("image", "file", "from-sandbox")
 
-	ls := &cobra.Command{
-		Use: "ls", Short: "List templates", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			items, err := g.client().ListTemplates(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return g.print(cmd.OutOrStdout(), items, templateTable(items))
-		},
-	}
-	inspect := &cobra.Command{
-		Use: "inspect NAME", Short: "Show a template as JSON", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := g.client().GetTemplate(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			g.json = true
-			return g.print(cmd.OutOrStdout(), t, nil)
-		},
-	}
+	ls := listCommand(g, "List templates", (*sbx.Client).ListTemplates, templateTable)
+	inspect := inspectCommand(g, "inspect NAME", "Show a template as JSON", (*sbx.Client).GetTemplate)
 	rm := &cobra.Command{
 		Use: "rm NAME...", Short: "Delete templates (refused while a sandbox made from one lives)", Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

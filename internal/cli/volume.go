@@ -75,35 +75,12 @@ func volumeCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return g.print(cmd.OutOrStdout(), v, nil)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), v.ID)
-			return nil
+			return g.printID(cmd.OutOrStdout(), v, v.ID)
 		},
 	}
 	create.Flags().Int64Var(&size, "size", 1024, "size limit in MiB (writes beyond it fail with ENOSPC)")
-	ls := &cobra.Command{
-		Use: "ls", Short: "List volumes", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			items, err := g.client().ListVolumes(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return g.print(cmd.OutOrStdout(), items, volumeTable(items))
-		},
-	}
-	inspect := &cobra.Command{
-		Use: "inspect VOLUME", Short: "Show a volume as JSON", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			v, err := g.client().GetVolume(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			g.json = true
-			return g.print(cmd.OutOrStdout(), v, nil)
-		},
-	}
+	ls := listCommand(g, "List volumes", (*sbx.Client).ListVolumes, volumeTable)
+	inspect := inspectCommand(g, "inspect VOLUME", "Show a volume as JSON", (*sbx.Client).GetVolume)
 	var force bool
 	rm := &cobra.Command{
 		Use: "rm VOLUME...", Short: "Delete volumes and their data (refused while a sandbox mounts one, unless --force)",

@@ -236,14 +236,9 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, t store.Tenant)
 }
 
 func (h *handler) logs(w http.ResponseWriter, r *http.Request, t store.Tenant) {
-	follow := false
-	if f := r.URL.Query().Get("follow"); f != "" {
-		b, err := strconv.ParseBool(f)
-		if err != nil {
-			h.writeError(w, r, invalidf("follow must be true or false"))
-			return
-		}
-		follow = b
+	follow, ok := h.followParam(w, r)
+	if !ok {
+		return
 	}
 	rc, err := h.cfg.Sandboxes.Logs(r.Context(), t.ID, r.PathValue("id"), follow)
 	if err != nil {
@@ -255,6 +250,27 @@ func (h *handler) logs(w http.ResponseWriter, r *http.Request, t store.Tenant) {
 	// is what ends it.
 	stop := context.AfterFunc(r.Context(), func() { rc.Close() })
 	defer stop()
+	h.streamText(w, r, rc, "streaming logs")
+}
+
+// followParam reads the optional follow=true|false of a log request; a
+// bad value is answered (400) and ok is false.
+func (h *handler) followParam(w http.ResponseWriter, r *http.Request) (follow, ok bool) {
+	f := r.URL.Query().Get("follow")
+	if f == "" {
+		return false, true
+	}
+	b, err := strconv.ParseBool(f)
+	if err != nil {
+		h.writeError(w, r, invalidf("follow must be true or false"))
+		return false, false
+	}
+	return b, true
+}
+
+// streamText answers 200 with rc as plain text, flushed as it comes, until
+// rc ends or fails; what names the stream in the debug log of a failure.
+func (h *handler) streamText(w http.ResponseWriter, r *http.Request, rc io.Reader, what string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
@@ -262,7 +278,7 @@ func (h *handler) logs(w http.ResponseWriter, r *http.Request, t store.Tenant) {
 	fw := flushWriter{w: w, rc: http.NewResponseController(w)}
 	fw.rc.Flush()
 	if _, err := io.Copy(fw, rc); err != nil && r.Context().Err() == nil {
-		h.log.DebugContext(r.Context(), "streaming logs", "path", r.URL.Path, "err", err)
+		h.log.DebugContext(r.Context(), what, "path", r.URL.Path, "err", err)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/sbx-sh/sbx/internal/errdefs"
 	"github.com/sbx-sh/sbx/internal/image"
@@ -141,14 +140,9 @@ func (h *handler) templateBuildLog(w http.ResponseWriter, r *http.Request, t sto
 	if svc == nil {
 		return
 	}
-	follow := false
-	if f := r.URL.Query().Get("follow"); f != "" {
-		b, err := strconv.ParseBool(f)
-		if err != nil {
-			h.writeError(w, r, invalidf("follow must be true or false"))
-			return
-		}
-		follow = b
+	follow, ok := h.followParam(w, r)
+	if !ok {
+		return
 	}
 	rc, err := svc.BuildLog(r.Context(), t.ID, r.PathValue("name"), follow)
 	if err != nil {
@@ -156,13 +150,5 @@ func (h *handler) templateBuildLog(w http.ResponseWriter, r *http.Request, t sto
 		return
 	}
 	defer rc.Close()
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	fw := flushWriter{w: w, rc: http.NewResponseController(w)}
-	fw.rc.Flush()
-	if _, err := io.Copy(fw, rc); err != nil && r.Context().Err() == nil {
-		h.log.DebugContext(r.Context(), "streaming a build log", "path", r.URL.Path, "err", err)
-	}
+	h.streamText(w, r, rc, "streaming a build log")
 }

@@ -19,7 +19,6 @@ package rootfs
 // data only.
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -36,14 +35,11 @@ import (
 
 	"github.com/sbx-sh/sbx/internal/errdefs"
 	"github.com/sbx-sh/sbx/internal/idmap"
+	"github.com/sbx-sh/sbx/internal/sparse"
 )
 
-const (
-	blockSize = 4096
-	chunkSize = 1 << 20 // read size; a multiple of blockSize
-)
-
-var zeroBlock = make([]byte, blockSize)
+// blockSize is the unit of the checksum and of the zero-block skipping.
+const blockSize = 4096
 
 // CopyResult describes a finished copy.
 type CopyResult struct {
@@ -73,87 +69,16 @@ func (c *checksummer) sum(size int64) string {
 	return "sha256:" + hex.EncodeToString(c.h.Sum(nil))
 }
 
-// dataSegments calls fn for each data extent [off, end) of f, of size
-// size, in order.
-func dataSegments(f *os.File, size int64, fn func(off, end int64) error) error {
-	fd := int(f.Fd())
-	for off := int64(0); off < size; {
-		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			return nil // only a hole remains
-		}
-		if err != nil {
-			return fmt.Errorf("seeking data: %w", err)
-		}
-		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
-		if err != nil {
-			return fmt.Errorf("seeking hole: %w", err)
-		}
-		if hole > size {
-			hole = size
-		}
-		if err := fn(data, hole); err != nil {
-			return err
-		}
-		off = hole
-	}
-	return nil
-}
-
-// scan reads f's data and calls fn for each run of non-zero blocks (with
-// the chunk buffer holding them), hashing every non-zero block into sum
-// (when not nil).
+// scan calls fn for each run of f's non-zero blocks (see sparse.NonZero),
+// hashing every non-zero block into sum (when not nil) first.
 func scan(ctx context.Context, f *os.File, size int64, sum *checksummer, fn func(off int64, b []byte) error) error {
-	buf := make([]byte, chunkSize)
-	return dataSegments(f, size, func(off, end int64) error {
-		// Extents are block aligned, but be safe about the first one.
-		off -= off % blockSize
-		for off < end {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			n := int64(len(buf))
-			if end-off < n {
-				n = end - off
-			}
-			m, err := f.ReadAt(buf[:n], off)
-			if err != nil && !(errors.Is(err, io.EOF) && int64(m) == n) {
-				if !errors.Is(err, io.EOF) {
-					return fmt.Errorf("reading image: %w", err)
-				}
-			}
-			b := buf[:m]
-			runStart := -1
+	return sparse.NonZero(ctx, f, size, blockSize, blockSize, func(off int64, b []byte) error {
+		if sum != nil {
 			for i := 0; i < len(b); i += blockSize {
-				j := min(i+blockSize, len(b))
-				blk := b[i:j]
-				if bytes.Equal(blk, zeroBlock[:len(blk)]) {
-					if runStart >= 0 {
-						if err := fn(off+int64(runStart), b[runStart:i]); err != nil {
-							return err
-						}
-						runStart = -1
-					}
-					continue
-				}
-				if sum != nil {
-					sum.block((off+int64(i))/blockSize, blk)
-				}
-				if runStart < 0 {
-					runStart = i
-				}
+				sum.block((off+int64(i))/blockSize, b[i:min(i+blockSize, len(b))])
 			}
-			if runStart >= 0 {
-				if err := fn(off+int64(runStart), b[runStart:]); err != nil {
-					return err
-				}
-			}
-			if m == 0 {
-				break
-			}
-			off += int64(m)
 		}
-		return nil
+		return fn(off, b)
 	})
 }
 
@@ -170,8 +95,8 @@ func Prefetch(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, chunkSize)
-	return dataSegments(f, fi.Size(), func(off, end int64) error {
+	buf := make([]byte, sparse.ChunkSize)
+	return sparse.Extents(f, fi.Size(), func(off, end int64) error {
 		for off < end {
 			if err := ctx.Err(); err != nil {
 				return err

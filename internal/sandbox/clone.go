@@ -83,22 +83,10 @@ func (s *Service) Clone(ctx context.Context, tenantID, idOrName string, o CloneO
 	if err != nil {
 		return store.Sandbox{}, CopyStats{}, err
 	}
-	res := src.Resources
-	if r.CPU > 0 {
-		res.CPU = r.CPU
+	if r.DiskMB > 0 && r.DiskMB < src.Resources.DiskMB {
+		return store.Sandbox{}, CopyStats{}, invalid("a clone's disk cannot be smaller than its source's (%d MiB)", src.Resources.DiskMB)
 	}
-	if r.MemoryMB > 0 {
-		res.MemoryMB = r.MemoryMB
-	}
-	if r.Pids > 0 {
-		res.Pids = r.Pids
-	}
-	if r.DiskMB > 0 {
-		if r.DiskMB < src.Resources.DiskMB {
-			return store.Sandbox{}, CopyStats{}, invalid("a clone's disk cannot be smaller than its source's (%d MiB)", src.Resources.DiskMB)
-		}
-		res.DiskMB = r.DiskMB
-	}
+	res := src.Resources.With(r)
 	if err := checkMax(res, tenantMax(s.cfg.Maximums, tenant.Limits)); err != nil {
 		return store.Sandbox{}, CopyStats{}, err
 	}
@@ -123,13 +111,7 @@ func (s *Service) Clone(ctx context.Context, tenantID, idOrName string, o CloneO
 			return store.Sandbox{}, CopyStats{}, errdefs.Publicf(errdefs.ErrResourceExhausted, "the tenant's limit of %d sandboxes is reached", max)
 		}
 	}
-	env := maps.Clone(src.Env)
-	if len(o.Env) > 0 {
-		if env == nil {
-			env = map[string]string{}
-		}
-		maps.Copy(env, o.Env)
-	}
+	env := mergeEnv(src.Env, o.Env)
 	labels := maps.Clone(src.Labels)
 	if o.Labels != nil {
 		labels = o.Labels

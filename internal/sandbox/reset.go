@@ -149,6 +149,19 @@ func (s *Service) startLocked(ctx context.Context, sb *store.Sandbox) error {
 	return nil
 }
 
+// mergeEnv returns a copy of env with over's variables set over it (nil
+// when both are empty).
+func mergeEnv(env, over map[string]string) map[string]string {
+	out := maps.Clone(env)
+	if len(over) > 0 {
+		if out == nil {
+			out = map[string]string{}
+		}
+		maps.Copy(out, over)
+	}
+	return out
+}
+
 // RestartOptions change a sandbox's configuration at a restart.
 type RestartOptions struct {
 	// Env is merged over the sandbox's environment.
@@ -173,27 +186,11 @@ func (s *Service) RestartWith(ctx context.Context, tenantID, idOrName string, o 
 	}
 	defer unlock()
 	s.Touch(sb.ID)
-	tenant, err := s.st.GetTenant(ctx, sb.TenantID)
+	if r.DiskMB > 0 && r.DiskMB < sb.Resources.DiskMB {
+		return sb, invalid("the disk cannot shrink (%d MiB now)", sb.Resources.DiskMB)
+	}
+	next, err := s.nextResources(ctx, sb, r)
 	if err != nil {
-		return sb, err
-	}
-	next := sb.Resources
-	if r.CPU > 0 {
-		next.CPU = r.CPU
-	}
-	if r.MemoryMB > 0 {
-		next.MemoryMB = r.MemoryMB
-	}
-	if r.Pids > 0 {
-		next.Pids = r.Pids
-	}
-	if r.DiskMB > 0 {
-		if r.DiskMB < sb.Resources.DiskMB {
-			return sb, invalid("the disk cannot shrink (%d MiB now)", sb.Resources.DiskMB)
-		}
-		next.DiskMB = r.DiskMB
-	}
-	if err := checkMax(next, tenantMax(s.cfg.Maximums, tenant.Limits)); err != nil {
 		return sb, err
 	}
 	if err := s.stop(ctx, &sb, 0); err != nil {
@@ -206,12 +203,7 @@ func (s *Service) RestartWith(ctx context.Context, tenantID, idOrName string, o 
 		}
 	}
 	if len(o.Env) > 0 {
-		env := maps.Clone(sb.Env)
-		if env == nil {
-			env = map[string]string{}
-		}
-		maps.Copy(env, o.Env)
-		sb.Env = env
+		sb.Env = mergeEnv(sb.Env, o.Env)
 	}
 	old := sb.Resources
 	sb.Resources = next

@@ -871,6 +871,21 @@ func (s *Service) destroy(ctx context.Context, sb *store.Sandbox) error {
 	return nil
 }
 
+// nextResources returns sb's resources with r put over them, checked
+// against the maximums of sb's tenant. Resize and RestartWith share it so
+// both apply the same rules as create.
+func (s *Service) nextResources(ctx context.Context, sb store.Sandbox, r store.Resources) (store.Resources, error) {
+	tenant, err := s.st.GetTenant(ctx, sb.TenantID)
+	if err != nil {
+		return store.Resources{}, err
+	}
+	next := sb.Resources.With(r)
+	if err := checkMax(next, tenantMax(s.cfg.Maximums, tenant.Limits)); err != nil {
+		return store.Resources{}, err
+	}
+	return next, nil
+}
+
 // Resize changes a sandbox's limits: CPU, memory and pids live; the disk
 // may only grow, and only while the sandbox is stopped.
 func (s *Service) Resize(ctx context.Context, tenantID, idOrName string, r ResizeOptions) (store.Sandbox, error) {
@@ -882,24 +897,8 @@ func (s *Service) Resize(ctx context.Context, tenantID, idOrName string, r Resiz
 	if r.CPU < 0 || r.MemoryMB < 0 || r.DiskMB < 0 || r.Pids < 0 {
 		return sb, invalid("resources must not be negative")
 	}
-	tenant, err := s.st.GetTenant(ctx, sb.TenantID)
+	next, err := s.nextResources(ctx, sb, store.Resources(r))
 	if err != nil {
-		return sb, err
-	}
-	next := sb.Resources
-	if r.CPU > 0 {
-		next.CPU = r.CPU
-	}
-	if r.MemoryMB > 0 {
-		next.MemoryMB = r.MemoryMB
-	}
-	if r.Pids > 0 {
-		next.Pids = r.Pids
-	}
-	if r.DiskMB > 0 {
-		next.DiskMB = r.DiskMB
-	}
-	if err := checkMax(next, tenantMax(s.cfg.Maximums, tenant.Limits)); err != nil {
 		return sb, err
 	}
 	if next.DiskMB != sb.Resources.DiskMB {

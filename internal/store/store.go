@@ -86,6 +86,24 @@ type Resources struct {
 	Pids     int64   `json:"pids"`      // max tasks
 }
 
+// With returns r with the non-zero fields of o put over it: what a
+// request that leaves a limit at zero to keep it asks for.
+func (r Resources) With(o Resources) Resources {
+	if o.CPU > 0 {
+		r.CPU = o.CPU
+	}
+	if o.MemoryMB > 0 {
+		r.MemoryMB = o.MemoryMB
+	}
+	if o.DiskMB > 0 {
+		r.DiskMB = o.DiskMB
+	}
+	if o.Pids > 0 {
+		r.Pids = o.Pids
+	}
+	return r
+}
+
 // Sandbox is the persisted record of one sandbox.
 type Sandbox struct {
 	ID          string            `json:"id"`

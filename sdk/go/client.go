@@ -137,14 +137,23 @@ func codeOfStatus(status int) string {
 	return CodeInternal
 }
 
-// do sends a JSON request and decodes a JSON answer into out (unless nil).
-func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+// open sends a request and returns the answer, which is a 2xx (send turns
+// the others into errors); accept, when not "", is its Accept header. The
+// caller closes the body.
+func (c *Client) open(ctx context.Context, method, path string, q url.Values, body any, accept string) (*http.Response, error) {
 	req, err := c.request(ctx, method, path, q, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.send(req)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	return c.send(req)
+}
+
+// do sends a JSON request and decodes a JSON answer into out (unless nil).
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	resp, err := c.open(ctx, method, path, q, body, "application/json")
 	if err != nil {
 		return err
 	}
@@ -326,13 +335,8 @@ func (c *Client) NetworkAudit(ctx context.Context, id string, after int64) ([]Au
 // FollowNetworkAudit calls fn with each audit entry after after, as they
 // come, until ctx ends or fn returns an error (which it returns).
 func (c *Client) FollowNetworkAudit(ctx context.Context, id string, after int64, fn func(AuditEntry) error) error {
-	req, err := c.request(ctx, http.MethodGet, sandboxPath(id, "network", "audit"),
-		url.Values{"after": {strconv.FormatInt(after, 10)}, "follow": {"true"}}, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", NDJSON)
-	resp, err := c.send(req)
+	resp, err := c.open(ctx, http.MethodGet, sandboxPath(id, "network", "audit"),
+		url.Values{"after": {strconv.FormatInt(after, 10)}, "follow": {"true"}}, nil, NDJSON)
 	if err != nil {
 		return err
 	}
@@ -385,15 +389,17 @@ func (c *Client) Events(ctx context.Context, id string, after int64) ([]Event, e
 // Logs returns the output of the sandbox's entrypoint. With follow the
 // stream stays open until ctx ends or the caller closes it.
 func (c *Client) Logs(ctx context.Context, id string, follow bool) (io.ReadCloser, error) {
+	return c.openLog(ctx, sandboxPath(id, "logs"), follow)
+}
+
+// openLog opens a plain-text log at path; with follow the server keeps the
+// stream open while more may come.
+func (c *Client) openLog(ctx context.Context, path string, follow bool) (io.ReadCloser, error) {
 	q := url.Values{}
 	if follow {
 		q.Set("follow", "true")
 	}
-	req, err := c.request(ctx, http.MethodGet, sandboxPath(id, "logs"), q, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.send(req)
+	resp, err := c.open(ctx, http.MethodGet, path, q, nil, "")
 	if err != nil {
 		return nil, err
 	}
@@ -411,12 +417,7 @@ func (c *Client) Exec(ctx context.Context, id string, req ExecRequest) (ExecResu
 // the command's own failure is in the ExitStatus. Cancelling ctx kills the
 // command.
 func (c *Client) ExecStream(ctx context.Context, id string, req ExecRequest, stdout, stderr io.Writer) (ExitStatus, error) {
-	hreq, err := c.request(ctx, http.MethodPost, sandboxPath(id, "exec"), nil, req)
-	if err != nil {
-		return ExitStatus{}, err
-	}
-	hreq.Header.Set("Accept", NDJSON)
-	resp, err := c.send(hreq)
+	resp, err := c.open(ctx, http.MethodPost, sandboxPath(id, "exec"), nil, req, NDJSON)
 	if err != nil {
 		return ExitStatus{}, err
 	}
@@ -500,12 +501,7 @@ func (c *Client) PullImage(ctx context.Context, req PullRequest, progress func(P
 		var i Image
 		return i, c.do(ctx, http.MethodPost, "/v1/images/pull", nil, req, &i)
 	}
-	hreq, err := c.request(ctx, http.MethodPost, "/v1/images/pull", nil, req)
-	if err != nil {
-		return Image{}, err
-	}
-	hreq.Header.Set("Accept", NDJSON)
-	resp, err := c.send(hreq)
+	resp, err := c.open(ctx, http.MethodPost, "/v1/images/pull", nil, req, NDJSON)
 	if err != nil {
 		return Image{}, err
 	}

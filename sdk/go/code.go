@@ -173,12 +173,7 @@ func (c *Client) RunCode(ctx context.Context, id string, req CodeRequest) (CodeR
 // or transport error; the code's own failure is in the result. Cancelling
 // ctx kills a one-shot run and interrupts a run in a context.
 func (c *Client) RunCodeStream(ctx context.Context, id string, req CodeRequest, h CodeHandlers) (CodeResult, error) {
-	hreq, err := c.request(ctx, http.MethodPost, sandboxPath(id, "code"), nil, req)
-	if err != nil {
-		return CodeResult{}, err
-	}
-	hreq.Header.Set("Accept", NDJSON)
-	resp, err := c.send(hreq)
+	resp, err := c.open(ctx, http.MethodPost, sandboxPath(id, "code"), nil, req, NDJSON)
 	if err != nil {
 		return CodeResult{}, err
 	}

@@ -151,11 +151,7 @@ func (c *Client) ListFiles(ctx context.Context, id, path string) ([]FileInfo, er
 
 // Download streams a regular file. The caller closes the reader.
 func (c *Client) Download(ctx context.Context, id, path string) (io.ReadCloser, FileInfo, error) {
-	req, err := c.request(ctx, http.MethodGet, sandboxPath(id, "files", "content"), url.Values{"path": {path}}, nil)
-	if err != nil {
-		return nil, FileInfo{}, err
-	}
-	resp, err := c.send(req)
+	resp, err := c.open(ctx, http.MethodGet, sandboxPath(id, "files", "content"), url.Values{"path": {path}}, nil, "")
 	if err != nil {
 		return nil, FileInfo{}, err
 	}
@@ -169,11 +165,7 @@ func (c *Client) Download(ctx context.Context, id, path string) (io.ReadCloser, 
 // DownloadArchive streams the given paths as one tar archive, each under
 // its base name; a directory comes with everything beneath it.
 func (c *Client) DownloadArchive(ctx context.Context, id string, paths ...string) (io.ReadCloser, error) {
-	req, err := c.request(ctx, http.MethodGet, sandboxPath(id, "files", "archive"), url.Values{"path": paths}, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.send(req)
+	resp, err := c.open(ctx, http.MethodGet, sandboxPath(id, "files", "archive"), url.Values{"path": paths}, nil, "")
 	if err != nil {
 		return nil, err
 	}

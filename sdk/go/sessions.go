@@ -120,12 +120,7 @@ func (c *Client) SessionLogs(ctx context.Context, id, sid, cmdID string) (Sessio
 // FollowSessionLogs streams a command's output, stdout and stderr apart
 // and in order, until it ends; it returns how it ended.
 func (c *Client) FollowSessionLogs(ctx context.Context, id, sid, cmdID string, stdout, stderr io.Writer) (ExitStatus, error) {
-	req, err := c.request(ctx, http.MethodGet, sessionPath(id, sid, "commands", cmdID, "logs"), url.Values{"follow": {"true"}}, nil)
-	if err != nil {
-		return ExitStatus{}, err
-	}
-	req.Header.Set("Accept", NDJSON)
-	resp, err := c.send(req)
+	resp, err := c.open(ctx, http.MethodGet, sessionPath(id, sid, "commands", cmdID, "logs"), url.Values{"follow": {"true"}}, nil, NDJSON)
 	if err != nil {
 		return ExitStatus{}, err
 	}

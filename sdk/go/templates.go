@@ -116,19 +116,7 @@ func (c *Client) DeleteTemplate(ctx context.Context, name string) error {
 // TemplateBuildLog returns a template's build log as plain text. With
 // follow it streams until the template is active or failed.
 func (c *Client) TemplateBuildLog(ctx context.Context, name string, follow bool) (io.ReadCloser, error) {
-	q := url.Values{}
-	if follow {
-		q.Set("follow", "true")
-	}
-	req, err := c.request(ctx, http.MethodGet, templatePath(name, "build-log"), q, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.send(req)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
+	return c.openLog(ctx, templatePath(name, "build-log"), follow)
 }
 
 // WaitTemplate polls a template until it is active or failed, and returns

@@ -165,28 +165,13 @@ func (f *Fake) Clone(ctx context.Context, tenantID, idOrName string, o sandbox.C
 	if o.Runtime != "" {
 		cl.Runtime = o.Runtime
 	}
-	applyResources(&cl.Resources, o.Resources)
+	cl.Resources = cl.Resources.With(o.Resources)
 	now := f.tick()
 	cl.State, cl.Desired, cl.CreatedAt, cl.UpdatedAt, cl.StartedAt = store.StateStarted, store.StateStarted, now, now, &now
 	cl.UIDSlot = f.seq
 	f.sandboxes[cl.ID] = cl
 	f.event(cl, store.StateCreating, store.StateStarted, "")
 	return cl, sandbox.CopyStats{Took: time.Millisecond}, nil
-}
-
-func applyResources(r *store.Resources, o store.Resources) {
-	if o.CPU > 0 {
-		r.CPU = o.CPU
-	}
-	if o.MemoryMB > 0 {
-		r.MemoryMB = o.MemoryMB
-	}
-	if o.DiskMB > 0 {
-		r.DiskMB = o.DiskMB
-	}
-	if o.Pids > 0 {
-		r.Pids = o.Pids
-	}
 }
 
 // Reset implements httpapi.Snapshots.
@@ -214,7 +199,7 @@ func (f *Fake) RestartWith(ctx context.Context, tenantID, idOrName string, o san
 			maps.Copy(env, o.Env)
 			sb.Env = env
 		}
-		applyResources(&sb.Resources, o.Resources)
+		sb.Resources = sb.Resources.With(o.Resources)
 		sb.State, sb.Desired = store.StateStarted, store.StateStarted
 		return nil
 	})

@@ -14,7 +14,7 @@ import (
 
 const tenantCols = `id, name, admin, limits, created_at`
 
-func scanTenant(sc interface{ Scan(...any) error }) (store.Tenant, error) {
+func scanTenant(sc rowScanner) (store.Tenant, error) {
 	var (
 		t       store.Tenant
 		limits  string
@@ -65,23 +65,8 @@ func (db *DB) GetTenant(ctx context.Context, id string) (store.Tenant, error) {
 
 // ListTenants returns all tenants, oldest first.
 func (db *DB) ListTenants(ctx context.Context) ([]store.Tenant, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+tenantCols+` FROM tenants ORDER BY created_at, id`)
-	if err != nil {
-		return nil, fmt.Errorf("listing tenants: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Tenant
-	for rows.Next() {
-		t, err := scanTenant(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing tenants: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing tenants: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, db.r, nil, scanTenant, "listing tenants",
+		`SELECT `+tenantCols+` FROM tenants ORDER BY created_at, id`)
 }
 
 // UpdateTenant replaces the name, admin flag and limits of t.ID.
@@ -106,7 +91,7 @@ func (db *DB) UpdateTenant(ctx context.Context, t store.Tenant) error {
 
 const keyCols = `id, tenant_id, name, hash, prefix, created_at`
 
-func scanKey(sc interface{ Scan(...any) error }) (store.APIKey, error) {
+func scanKey(sc rowScanner) (store.APIKey, error) {
 	var (
 		k       store.APIKey
 		created int64
@@ -152,25 +137,9 @@ func (db *DB) APIKeyByHash(ctx context.Context, hash string) (store.APIKey, erro
 
 // ListAPIKeys returns the tenant's keys ("" = all), oldest first.
 func (db *DB) ListAPIKeys(ctx context.Context, tenantID string) ([]store.APIKey, error) {
-	rows, err := db.r.QueryContext(ctx,
+	return queryAll(ctx, db.r, nil, scanKey, "listing api keys",
 		`SELECT `+keyCols+` FROM api_keys WHERE ? = '' OR tenant_id = ? ORDER BY created_at, id`,
 		tenantID, tenantID)
-	if err != nil {
-		return nil, fmt.Errorf("listing api keys: %w", err)
-	}
-	defer rows.Close()
-	var out []store.APIKey
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing api keys: %w", err)
-		}
-		out = append(out, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing api keys: %w", err)
-	}
-	return out, nil
 }
 
 // DeleteAPIKey removes the key id of the tenant ("" = any).
@@ -187,7 +156,7 @@ func (db *DB) DeleteAPIKey(ctx context.Context, tenantID, id string) error {
 
 const imageCols = `tenant_id, ref, digest, size, created_at`
 
-func scanImage(sc interface{ Scan(...any) error }) (store.Image, error) {
+func scanImage(sc rowScanner) (store.Image, error) {
 	var (
 		img     store.Image
 		created int64
@@ -235,25 +204,9 @@ func (db *DB) GetImage(ctx context.Context, tenantID, ref string) (store.Image, 
 
 // ListImages returns the tenant's ("" = all) image records by ref.
 func (db *DB) ListImages(ctx context.Context, tenantID string) ([]store.Image, error) {
-	rows, err := db.r.QueryContext(ctx,
+	return queryAll(ctx, db.r, nil, scanImage, "listing images",
 		`SELECT `+imageCols+` FROM images WHERE ? = '' OR tenant_id = ? ORDER BY ref, tenant_id`,
 		tenantID, tenantID)
-	if err != nil {
-		return nil, fmt.Errorf("listing images: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Image
-	for rows.Next() {
-		img, err := scanImage(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing images: %w", err)
-		}
-		out = append(out, img)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing images: %w", err)
-	}
-	return out, nil
 }
 
 // DeleteImage removes the tenant's record for ref. With tenantID "" it

@@ -43,7 +43,7 @@ func encodeSandbox(s store.Sandbox) (sandboxRow, error) {
 	return r, nil
 }
 
-func scanSandbox(sc interface{ Scan(...any) error }) (store.Sandbox, error) {
+func scanSandbox(sc rowScanner) (store.Sandbox, error) {
 	var (
 		s                         store.Sandbox
 		r                         sandboxRow
@@ -268,21 +268,9 @@ func (db *DB) ListSandboxes(ctx context.Context, f store.SandboxFilter) ([]store
 	q += " ORDER BY created_at, id LIMIT ?"
 	args = append(args, limit+1)
 
-	rows, err := db.r.QueryContext(ctx, q, args...)
+	out, err := queryAll(ctx, db.r, nil, scanSandbox, "listing sandboxes", q, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("listing sandboxes: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Sandbox
-	for rows.Next() {
-		s, err := scanSandbox(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("listing sandboxes: %w", err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("listing sandboxes: %w", err)
+		return nil, "", err
 	}
 	if len(out) <= limit {
 		return out, "", nil

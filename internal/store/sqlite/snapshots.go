@@ -14,7 +14,7 @@ import (
 
 const snapshotCols = `id, sandbox_id, tenant_id, name, size, checksum, created_at`
 
-func scanSnapshot(sc interface{ Scan(...any) error }) (store.Snapshot, error) {
+func scanSnapshot(sc rowScanner) (store.Snapshot, error) {
 	var (
 		sn      store.Snapshot
 		created int64
@@ -73,20 +73,7 @@ func (db *DB) ListSnapshots(ctx context.Context, tenantID, sandboxID string) ([]
 		q += ` AND tenant_id = ?`
 		args = append(args, tenantID)
 	}
-	rows, err := db.r.QueryContext(ctx, q+` ORDER BY created_at, id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing snapshots: %w", err)
-	}
-	defer rows.Close()
-	out := []store.Snapshot{}
-	for rows.Next() {
-		sn, err := scanSnapshot(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing snapshots: %w", err)
-		}
-		out = append(out, sn)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, db.r, []store.Snapshot{}, scanSnapshot, "listing snapshots", q+` ORDER BY created_at, id`, args...)
 }
 
 // DeleteSnapshot removes one snapshot record.

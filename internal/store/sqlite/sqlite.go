@@ -226,3 +226,30 @@ func clampLimit(n int) int {
 	}
 	return n
 }
+
+// rowScanner is what the scan functions read one record from: a *sql.Row
+// or the current row of *sql.Rows.
+type rowScanner interface{ Scan(...any) error }
+
+// queryAll runs query on the read pool and scans every row with scan,
+// appending to out (callers pass a non-nil empty slice where an empty list
+// must not be nil). what names the operation in errors ("listing volumes").
+func queryAll[T any](ctx context.Context, db *sql.DB, out []T, scan func(rowScanner) (T, error),
+	what, query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}

@@ -15,7 +15,7 @@ import (
 
 const templateCols = `id, tenant_id, name, source, spec, state, error_reason, image_ref, image_digest, build_log, created_at, updated_at`
 
-func scanTemplate(sc interface{ Scan(...any) error }) (store.Template, error) {
+func scanTemplate(sc rowScanner) (store.Template, error) {
 	var (
 		t                store.Template
 		spec             string
@@ -83,24 +83,8 @@ func (db *DB) GetTemplate(ctx context.Context, tenantID, name string) (store.Tem
 
 // ListTemplates returns the tenant's ("" = all) templates by name.
 func (db *DB) ListTemplates(ctx context.Context, tenantID string) ([]store.Template, error) {
-	rows, err := db.r.QueryContext(ctx,
+	return queryAll(ctx, db.r, nil, scanTemplate, "listing templates",
 		`SELECT `+templateCols+` FROM templates WHERE ? = '' OR tenant_id = ? ORDER BY name, tenant_id`, tenantID, tenantID)
-	if err != nil {
-		return nil, fmt.Errorf("listing templates: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Template
-	for rows.Next() {
-		t, err := scanTemplate(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing templates: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing templates: %w", err)
-	}
-	return out, nil
 }
 
 // UpdateTemplate replaces t's mutable fields and sets UpdatedAt.

@@ -12,7 +12,7 @@ import (
 
 const volumeCols = `id, tenant_id, name, size_mb, state, created_at, updated_at`
 
-func scanVolume(sc interface{ Scan(...any) error }) (store.Volume, error) {
+func scanVolume(sc rowScanner) (store.Volume, error) {
 	var (
 		v                store.Volume
 		created, updated int64
@@ -71,24 +71,8 @@ func (db *DB) GetVolumeByName(ctx context.Context, tenantID, name string) (store
 
 // ListVolumes lists the tenant's ("" = all) volumes, oldest first.
 func (db *DB) ListVolumes(ctx context.Context, tenantID string) ([]store.Volume, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+volumeCols+` FROM volumes
+	return queryAll(ctx, db.r, []store.Volume{}, scanVolume, "listing volumes", `SELECT `+volumeCols+` FROM volumes
 		WHERE (? = '' OR tenant_id = ?) ORDER BY created_at, id`, tenantID, tenantID)
-	if err != nil {
-		return nil, fmt.Errorf("listing volumes: %w", err)
-	}
-	defer rows.Close()
-	out := []store.Volume{}
-	for rows.Next() {
-		v, err := scanVolume(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing volumes: %w", err)
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing volumes: %w", err)
-	}
-	return out, nil
 }
 
 // UpdateVolume sets v's state and size, and UpdatedAt to now.
