@@ -81,6 +81,10 @@ type Manager struct {
 
 	mu      sync.Mutex
 	holders map[string]map[string]bool // volume ID → sandbox IDs that use it
+	// orphans are force-deleted volumes that started sandboxes still
+	// write to: they count against their tenant's limits until the last
+	// holder lets go.
+	orphans map[string]store.Volume
 	// recovered is set by Recover. Before it, Release never unmounts: at
 	// start-up a stopped sandbox may be released before a running one
 	// that shares its volume is re-adopted, and the running one's mount
@@ -114,7 +118,7 @@ func New(cfg Config, st store.Store, log *slog.Logger) (*Manager, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, st: st, log: log, holders: map[string]map[string]bool{}}, nil
+	return &Manager{cfg: cfg, st: st, log: log, holders: map[string]map[string]bool{}, orphans: map[string]store.Volume{}}, nil
 }
 
 func stageRoot(dir string) string          { return filepath.Join(dir, ".stage") }
@@ -193,7 +197,14 @@ func (m *Manager) reserve(ctx context.Context, tenantID, name string, sizeMB int
 			return store.Volume{}, errdefs.Publicf(errdefs.ErrAlreadyExists, "volume %q already exists", name)
 		}
 	}
-	if len(existing) >= m.cfg.MaxPerTenant {
+	count := len(existing)
+	for _, o := range m.orphans {
+		if o.TenantID == tenantID {
+			total += o.SizeMB
+			count++
+		}
+	}
+	if count >= m.cfg.MaxPerTenant {
 		return store.Volume{}, errdefs.Publicf(errdefs.ErrResourceExhausted, "the tenant's limit of %d volumes is reached", m.cfg.MaxPerTenant)
 	}
 	if max := m.cfg.MaxTotalMBPerTenant; max > 0 && total+sizeMB > max {
@@ -234,8 +245,9 @@ func (m *Manager) Users(ctx context.Context, volumeID string) ([]string, error) 
 // Delete deletes the tenant's volume and its data. A volume that a live
 // sandbox mounts (started or not) is refused with ErrConflict unless
 // force is set; then the sandboxes that run keep their mounts until they
-// stop (the kernel frees the space after the last one), and their next
-// start fails.
+// stop (the kernel frees the space after the last one; until then the
+// volume still counts against the tenant's limits), and their next start
+// fails.
 func (m *Manager) Delete(ctx context.Context, tenantID, idOrName string, force bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -258,8 +270,13 @@ func (m *Manager) Delete(ctx context.Context, tenantID, idOrName string, force b
 	if err := m.st.UpdateVolume(ctx, v); err != nil {
 		return err
 	}
+	held := m.holders[v.ID]
 	if err := m.remove(context.WithoutCancel(ctx), v); err != nil {
 		return fmt.Errorf("deleting volume %s: %w", v.Name, err)
+	}
+	if len(held) > 0 {
+		m.holders[v.ID] = held
+		m.orphans[v.ID] = v
 	}
 	m.log.Info("volume deleted", "volume", v.ID, "name", v.Name, "forced_users", users)
 	return nil
@@ -324,6 +341,10 @@ func (m *Manager) Release(volumeID, holder string) error {
 		return nil
 	}
 	delete(m.holders, volumeID)
+	if _, ok := m.orphans[volumeID]; ok {
+		delete(m.orphans, volumeID) // its files went at the delete
+		return nil
+	}
 	if !m.recovered {
 		return nil
 	}

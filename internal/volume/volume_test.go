@@ -208,12 +208,30 @@ func TestDeleteRefusedWhileMounted(t *testing.T) {
 	if err := e.m.Acquire(ctx, v.ID, "sb3"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("Acquire of a deleted volume: %v", err)
 	}
+	// Still written to, it still counts against the tenant's total.
+	live, _ := e.m.List(ctx, "t1")
+	var sum int64
+	for _, l := range live {
+		sum += l.SizeMB
+	}
+	saved := e.m.cfg.MaxTotalMBPerTenant
+	e.m.cfg.MaxTotalMBPerTenant = sum + 16 + 8 // room for the orphan, not for another 16 MiB
+	if _, err := e.m.Create(ctx, "t1", "over", 16); !errors.Is(err, errdefs.ErrResourceExhausted) {
+		t.Errorf("a create past the total with a force-deleted volume still held: %v", err)
+	}
 	if err := e.m.Unstage("sb2"); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.m.Release(v.ID, "sb2"); err != nil {
 		t.Fatal(err)
 	}
+	// Released: it counts no more.
+	if o, err := e.m.Create(ctx, "t1", "over", 16); err != nil {
+		t.Errorf("create once the orphan is released: %v", err)
+	} else if err := e.m.Delete(ctx, "t1", o.Name, false); err != nil {
+		t.Error(err)
+	}
+	e.m.cfg.MaxTotalMBPerTenant = saved
 }
 
 func TestAcquireReleaseRefcount(t *testing.T) {
