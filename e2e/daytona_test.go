@@ -65,16 +65,25 @@ func installDaytonaSDK(t *testing.T) string {
 // testdata/daytona/flows.cjs.
 func TestDaytonaSDK(t *testing.T) {
 	setup(t)
+	needCodeImage(t)
+	runDaytonaScript(t, "flows.cjs", codeImage, 5*time.Minute)
+	leakCheck(t)
+}
+
+// runDaytonaScript runs testdata/daytona/<name> with node and the real
+// Daytona SDK against the daemon's Daytona API (SBX_API_URL, SBX_API_KEY
+// of the admin, SBX_OTHER_KEY of a second tenant, SBX_IMAGE), logs its
+// output, and fails the test if it fails.
+func runDaytonaScript(t *testing.T, name, image string, timeout time.Duration) {
+	t.Helper()
 	for _, bin := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			testutil.Unavailable(t, bin+" is not installed")
 		}
 	}
-	needCodeImage(t)
 	modules := installDaytonaSDK(t)
 	ctx := t.Context()
-
-	tn, err := admin.CreateTenant(ctx, sbx.CreateTenantRequest{Name: "daytona-other"})
+	tn, err := admin.CreateTenant(ctx, sbx.CreateTenantRequest{Name: "daytona-other-" + strings.TrimSuffix(name, ".cjs")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,11 +91,11 @@ func TestDaytonaSDK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script, err := filepath.Abs(filepath.Join("testdata", "daytona", "flows.cjs"))
+	script, err := filepath.Abs(filepath.Join("testdata", "daytona", name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(rctx, "node", script)
 	// A directory of its own: the SDK reads .env files of the working
@@ -97,17 +106,16 @@ func TestDaytonaSDK(t *testing.T) {
 		"SBX_API_URL="+daemon.URL+"/api",
 		"SBX_API_KEY="+daemon.AdminKey,
 		"SBX_OTHER_KEY="+other.Key,
-		"SBX_IMAGE="+codeImage,
+		"SBX_IMAGE="+image,
 	)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
 	err = cmd.Run()
-	t.Logf("node flows.cjs (%v):\n%s", time.Since(start).Round(100*time.Millisecond), out.String())
+	t.Logf("node %s (%v):\n%s", name, time.Since(start).Round(100*time.Millisecond), out.String())
 	if err != nil {
-		t.Fatalf("the Daytona SDK flows failed: %v\n%s", err, lastLines(out.String(), 5))
+		t.Fatalf("the Daytona SDK script %s failed: %v\n%s", name, err, lastLines(out.String(), 5))
 	}
-	leakCheck(t)
 }
 
 func lastLines(s string, n int) string {

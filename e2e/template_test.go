@@ -6,7 +6,6 @@ import (
 	"log"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,7 +16,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/sbx-sh/sbx/internal/image"
-	"github.com/sbx-sh/sbx/internal/testutil"
 	sbx "github.com/sbx-sh/sbx/sdk/go"
 )
 
@@ -332,26 +330,6 @@ func TestTemplatePackages(t *testing.T) {
 // are sbx templates underneath.
 func TestDaytonaSnapshots(t *testing.T) {
 	setup(t)
-	for _, bin := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			testutil.Unavailable(t, bin+" is not installed")
-		}
-	}
-	modules := installDaytonaSDK(t)
-	script, err := filepath.Abs(filepath.Join("testdata", "daytona", "snapshots.cjs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", script)
-	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "NODE_PATH="+modules, "SBX_API_URL="+daemon.URL+"/api",
-		"SBX_API_KEY="+daemon.AdminKey, "SBX_IMAGE="+testImage)
-	out, err := cmd.CombinedOutput()
-	t.Logf("node snapshots.cjs:\n%s", out)
-	if err != nil {
-		t.Fatalf("the Daytona SDK snapshot flow failed: %v", err)
-	}
+	runDaytonaScript(t, "snapshots.cjs", testImage, 5*time.Minute)
 	leakCheck(t)
 }

@@ -3,14 +3,12 @@ package e2e
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/sbx-sh/sbx/internal/testutil"
 	sbx "github.com/sbx-sh/sbx/sdk/go"
 )
 
@@ -389,41 +387,7 @@ func TestVolumeKill9(t *testing.T) {
 // the daemon's Daytona API (testdata/daytona/volumes.cjs).
 func TestDaytonaVolumes(t *testing.T) {
 	setup(t)
-	for _, bin := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			testutil.Unavailable(t, bin+" is not installed")
-		}
-	}
-	modules := installDaytonaSDK(t)
-	ctx := t.Context()
-	tn, err := admin.CreateTenant(ctx, sbx.CreateTenantRequest{Name: "daytona-vol-other"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := admin.CreateKey(ctx, tn.ID, "daytona-vol")
-	if err != nil {
-		t.Fatal(err)
-	}
-	script, err := filepath.Abs(filepath.Join("testdata", "daytona", "volumes.cjs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(rctx, "node", script)
-	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(),
-		"NODE_PATH="+modules,
-		"SBX_API_URL="+daemon.URL+"/api",
-		"SBX_API_KEY="+daemon.AdminKey,
-		"SBX_OTHER_KEY="+other.Key,
-		"SBX_IMAGE="+testImage,
-	)
-	out, err := cmd.CombinedOutput()
-	t.Logf("node volumes.cjs:\n%s", out)
-	if err != nil {
-		t.Fatalf("the Daytona SDK volume flow failed: %v", err)
-	}
+	runDaytonaScript(t, "volumes.cjs", testImage, 3*time.Minute)
 	if m := volumeMounts(); len(m) != 0 {
 		t.Errorf("mounts left: %v", m)
 	}

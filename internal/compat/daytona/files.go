@@ -458,9 +458,8 @@ type match struct {
 }
 
 func (h *handler) findInFiles(w http.ResponseWriter, r *http.Request, t store.Tenant) {
-	p, err := queryPath(r, "path")
-	pat, err2 := queryPath(r, "pattern")
-	if err = errors.Join(err, err2); err != nil {
+	p, pat, err := pathAndPattern(r)
+	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -481,9 +480,8 @@ func (h *handler) findInFiles(w http.ResponseWriter, r *http.Request, t store.Te
 }
 
 func (h *handler) searchFiles(w http.ResponseWriter, r *http.Request, t store.Tenant) {
-	p, err := queryPath(r, "path")
-	pat, err2 := queryPath(r, "pattern")
-	if err = errors.Join(err, err2); err != nil {
+	p, pat, err := pathAndPattern(r)
+	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -581,4 +579,12 @@ func (h *handler) setPermissions(w http.ResponseWriter, r *http.Request, t store
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// pathAndPattern reads the path and pattern query parameters of find and
+// search.
+func pathAndPattern(r *http.Request) (path, pattern string, err error) {
+	path, err = queryPath(r, "path")
+	pattern, err2 := queryPath(r, "pattern")
+	return path, pattern, errors.Join(err, err2)
 }
